@@ -8,7 +8,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/plots.html.md"""
 __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 'plot_baselines', 'plot_resources',
            'plot_relative', 'plot_tradeoff', 'plot_all', 'hark_plots']
 
-# %% ../nbs/32_plots.ipynb #b35dd417
+# %% ../nbs/32_plots.ipynb #e541f581
 import re, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -17,7 +17,7 @@ from fastcore.script import call_parse
 from .configs import CONFIGS
 from .experiment import summarize
 
-# %% ../nbs/32_plots.ipynb #8909dbae
+# %% ../nbs/32_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
 
 def load_results(results) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def load_results(results) -> pd.DataFrame:
     if df.empty: raise ValueError(f"{src} has no rows")
     return df
 
-# %% ../nbs/32_plots.ipynb #99860c15
+# %% ../nbs/32_plots.ipynb #7683c1fc
 LABELS = {'f1_macro': 'F1 (macro)', 'f1_weighted': 'F1 (weighted)', 'accuracy': 'Accuracy', 'params': 'Parameters',
           'macs': 'MACs', 'flops': 'FLOPs', 'conv_flops': 'Conv FLOPs', 'size_bytes': 'Size (bytes)'}
 PERCENT = ('f1_macro', 'f1_weighted', 'accuracy')  # stored as fractions, shown in percent
@@ -62,7 +62,7 @@ def _stats(df, col, configs=None):
         out[d] = (cs, m*k, s*k)
     return out
 
-# %% ../nbs/32_plots.ipynb #433a891e
+# %% ../nbs/32_plots.ipynb #81bbc6cc
 def _bar_labels(ax, bars, texts, **kw):
     "Write `texts` above `bars`."
     for b, t in zip(bars, texts): ax.annotate(t, (b.get_x() + b.get_width()/2, b.get_height()), ha='center', va='bottom', fontsize=7, **kw)
@@ -87,7 +87,7 @@ def plot_baselines(df, models=('LM', 'MM', 'OM'), metrics=('f1_macro', 'accuracy
     fig.suptitle('Baseline performance'); fig.tight_layout()
     return fig
 
-# %% ../nbs/32_plots.ipynb #bcfefb12
+# %% ../nbs/32_plots.ipynb #60c653e1
 def plot_resources(df, cols=('params', 'size_bytes', 'flops')):
     "Bars of `cols` (log scale) per configuration: one row per column, one panel column per dataset."
     df = load_results(df)
@@ -102,7 +102,7 @@ def plot_resources(df, cols=('params', 'size_bytes', 'flops')):
     fig.suptitle('Model size and FLOPs'); fig.tight_layout()
     return fig
 
-# %% ../nbs/32_plots.ipynb #2f6c9e14
+# %% ../nbs/32_plots.ipynb #cf67588b
 KINDS = {'recognition': ('f1_macro', 'accuracy'), 'resources': ('params', 'flops')}
 
 def plot_relative(df, dataset, kind='recognition', base='LM', exclude=('OM', 'OM-Att')):
@@ -133,7 +133,7 @@ def plot_relative(df, dataset, kind='recognition', base='LM', exclude=('OM', 'OM
     fig.tight_layout()
     return fig
 
-# %% ../nbs/32_plots.ipynb #77a2a296
+# %% ../nbs/32_plots.ipynb #62a62b0c
 def plot_tradeoff(df, x='macs', y='f1_macro'):
     "Scatter of `y` (mean, error bar = std over seeds) against `x` (log scale), one panel per dataset."
     df = load_results(df)
@@ -149,7 +149,7 @@ def plot_tradeoff(df, x='macs', y='f1_macro'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/32_plots.ipynb #ee34725d
+# %% ../nbs/32_plots.ipynb #5e4c625a
 def _save(fig, path):
     "Save `fig` as PNG at `path`, close it, return the path."
     fig.savefig(path, dpi=120, bbox_inches='tight'); plt.close(fig)
@@ -170,7 +170,7 @@ def plot_all(results, out_dir) -> list:
     paths.append(_save(plot_tradeoff(df), out/'f1-vs-macs.png'))
     return paths
 
-# %% ../nbs/32_plots.ipynb #c8e60f8b
+# %% ../nbs/32_plots.ipynb #febf720c
 @call_parse
 def hark_plots(
     results: str,          # run folder (holding results.csv) or a results.csv file

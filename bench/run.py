@@ -1,0 +1,117 @@
+"""Speed and cost benchmark of hark_nbdev on this machine (not a timed test).
+
+Measures (1) the wall time of a whole experiment matrix, (2) the per-epoch time of every configuration and the
+cost of distillation relative to training the student plus one teacher pass, (3) CPU latency (batch 1), throughput
+(batch 64) and peak memory of LM, LM-Att, MM and OM; writes `OUT/bench.json` and `OUT/REPORT.md`.
+
+    python bench/run.py --dataset hapt --path ../shared/data/hapt --seeds 3 --epochs 30 --out runs/hapt-standard
+"""
+import json, os, platform, resource, subprocess, sys, time, warnings
+from pathlib import Path
+import torch
+from fastcore.script import call_parse
+from hark_nbdev.datasets import get_data
+from hark_nbdev.configs import CONFIGS, TEACHER_OF, build_learner, train_config
+from hark_nbdev.experiment import run_experiment, versions
+from hark_nbdev.models import get_model
+from hark_nbdev.profile import profile_model
+from hark_nbdev.plots import plot_all
+
+warnings.filterwarnings('ignore', category=FutureWarning)
+
+def epoch_seconds(data, epochs=3) -> dict:
+    "Mean seconds per training epoch of every configuration (teachers untrained: their cost does not depend on weights)."
+    teachers = {t: build_learner(t, data, seed=0).model for t in set(TEACHER_OF.values()) if t}
+    res = {}
+    for c in CONFIGS:
+        t = teachers.get(TEACHER_OF[c])
+        learn, info = train_config(c, data, teacher=t, epochs=epochs, patience=10**6, seed=0, quiet=True)
+        res[c] = info['train_seconds'] / info['epochs']
+    return res
+
+@torch.no_grad()
+def inference_seconds(model, dl) -> float:
+    "Seconds for one eval-mode pass of `model` over `dl`."
+    model.eval(); t0 = time.perf_counter()
+    for xb, _ in dl: model(xb)
+    return time.perf_counter() - t0
+
+_PEAK = """
+import resource, torch, sys
+from hark_nbdev.models import get_model
+torch.set_num_threads({threads})
+m = get_model('{name}', {c}, {k}, {w}).eval()
+with torch.no_grad():
+    for _ in range(5): m(torch.randn(64, 1, {w}, {c}))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+def peak_rss_mib(name, data, threads) -> float:
+    "Peak resident memory (MiB) of a fresh process that builds `name` and runs batch-64 inference."
+    code = _PEAK.format(name=name, c=data.n_channels, k=data.n_classes, w=data.window, threads=threads)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) / 1024
+
+def report(b: dict) -> str:
+    "The benchmark as a markdown report."
+    L = [f"# Benchmark: {b['dataset']} ({b['protocol']})", '',
+         f"Command: `{b['command']}`  ", f"Machine: {b['machine']}; torch threads: {b['threads']}  ",
+         f"Data: {b['data']}", '']
+    if 'matrix_seconds' in b:
+        L += ['## Whole matrix', '', f"{b['matrix']}: **{b['matrix_seconds']/60:.1f} min** wall time "
+              f"(target <= 30 min).", '']
+    L += ['## Seconds per training epoch', '', '| configuration | s / epoch |', '|---|---|']
+    L += [f'| {c} | {s:.2f} |' for c, s in b['epoch_seconds'].items()]
+    r = b['kd_ratio']
+    L += ['', f"Teacher (OM-Att) inference over the training windows: {b['teacher_pass_seconds']:.2f} s. "
+          f"RAB-KD epoch / (LM epoch + teacher pass) = {r:.2f} (target <= 1.2).", '',
+          '## Inference cost', '', '| model | params | MACs | latency batch 1 (ms) | throughput batch 64 (windows/s) | peak RSS (MiB) |',
+          '|---|---|---|---|---|---|']
+    L += [f"| {m} | {p['params']:,} | {p['macs']:,} | {p['latency_ms']:.2f} | {p['throughput']:,.0f} | {p['peak_rss_mib']:.0f} |"
+          for m, p in b['inference'].items()]
+    L += ['', f"Peak RSS of a process that only imports torch and hark_nbdev: {b['baseline_rss_mib']:.0f} MiB."]
+    return '\n'.join(L) + '\n'
+
+@call_parse
+def main(dataset: str = 'hapt',      # dataset name
+         path: str = None,           # dataset folder
+         protocol: str = 'standard', # protocol
+         seeds: int = 3,             # seeds of the matrix
+         epochs: int = 30,           # most epochs per training in the matrix
+         patience: int = 10,         # early-stopping patience
+         teacher_seeds: int = None,  # share teachers across seeds (see hark-run --teacher-seeds)
+         threads: int = 2,           # torch threads
+         out: str = 'runs/bench',    # output folder (the matrix's run folder too)
+         matrix: bool = True):       # also run (or resume) and time the whole matrix
+    "Measure speed and cost; write OUT/bench.json and OUT/REPORT.md."
+    torch.set_num_threads(threads)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    data = get_data(dataset, path=path, protocol=protocol)
+    b = dict(dataset=dataset, protocol=protocol, threads=threads, command=' '.join(['python bench/run.py'] + sys.argv[1:]),
+             machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", versions=versions(),
+             data=f"{len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test windows of "
+                  f"{data.window} x {data.n_channels}, {data.n_classes} classes")
+    if matrix:
+        t0 = time.perf_counter()
+        rows = run_experiment(dataset, path, protocol, 'all', seeds, epochs, out, patience, teacher_seeds=teacher_seeds)
+        b['matrix_seconds'] = time.perf_counter() - t0
+        b['matrix'] = (f"{len(rows)} rows (8 configurations x {seeds} seeds" +
+                       (f", teachers trained for {teacher_seeds} seed(s) and shared" if teacher_seeds else '') +
+                       f"), at most {epochs} epochs, patience {patience}")
+        if b['matrix_seconds'] < 60: b['matrix'] += ' (resumed: rows were already there, so this is not the training time)'
+        plot_all(out/'results.csv', out)
+    b['epoch_seconds'] = epoch_seconds(data)
+    teacher = get_model('OM-Att', data.n_channels, data.n_classes, data.window)
+    b['teacher_pass_seconds'] = inference_seconds(teacher, data.dls.train.new(shuffle=False, drop_last=False))
+    e = b['epoch_seconds']
+    b['kd_ratio'] = e['RAB-KD'] / (e['LM'] + b['teacher_pass_seconds'])
+    b['inference'] = {}
+    for m in ('LM', 'LM-Att', 'MM', 'OM'):
+        p = profile_model(get_model(m, data.n_channels, data.n_classes, data.window), data.window, data.n_channels)
+        p['peak_rss_mib'] = peak_rss_mib(m, data, threads)
+        b['inference'][m] = {k: (v.item() if hasattr(v, 'item') else v) for k, v in p.items()}
+    b['baseline_rss_mib'] = int(subprocess.run([sys.executable, '-c', 'import resource, torch, hark_nbdev.models; '
+        'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'], capture_output=True, text=True).stdout.split()[-1]) / 1024
+    (out/'bench.json').write_text(json.dumps(b, indent=1, default=str))
+    (out/'REPORT.md').write_text(report(b))
+    print(report(b))
