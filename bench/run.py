@@ -6,7 +6,7 @@ cost of distillation relative to training the student plus one teacher pass, (3)
 
     python bench/run.py --dataset hapt --path ../shared/data/hapt --seeds 3 --epochs 30 --out runs/hapt-standard
 """
-import json, os, platform, resource, subprocess, sys, time, warnings
+import json, os, platform, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
@@ -37,20 +37,24 @@ def inference_seconds(model, dl) -> float:
     return time.perf_counter() - t0
 
 _PEAK = """
-import resource, torch, sys
+import torch
 from hark_nbdev.models import get_model
+def rss(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])
 torch.set_num_threads({threads})
-m = get_model('{name}', {c}, {k}, {w}).eval()
+m, x = get_model('{name}', {c}, {k}, {w}).eval(), torch.randn(64, 1, {w}, {c})
+before = rss('VmRSS:')
+open('/proc/self/clear_refs', 'w').write('5')   # reset the peak (VmHWM) so that imports do not count
 with torch.no_grad():
-    for _ in range(5): m(torch.randn(64, 1, {w}, {c}))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    for _ in range(5): m(x)
+print(before, rss('VmHWM:'))
 """
 
-def peak_rss_mib(name, data, threads) -> float:
-    "Peak resident memory (MiB) of a fresh process that builds `name` and runs batch-64 inference."
+def peak_rss_mib(name, data, threads) -> tuple:
+    "RSS before, and peak RSS during, batch-64 inference of `name` in a fresh process (MiB)."
     code = _PEAK.format(name=name, c=data.n_channels, k=data.n_classes, w=data.window, threads=threads)
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1]) / 1024
+    before, peak = map(int, out.split()[-2:])
+    return before / 1024, peak / 1024
 
 def report(b: dict) -> str:
     "The benchmark as a markdown report."
@@ -65,11 +69,13 @@ def report(b: dict) -> str:
     r = b['kd_ratio']
     L += ['', f"Teacher (OM-Att) inference over the training windows: {b['teacher_pass_seconds']:.2f} s. "
           f"RAB-KD epoch / (LM epoch + teacher pass) = {r:.2f} (target <= 1.2).", '',
-          '## Inference cost', '', '| model | params | MACs | latency batch 1 (ms) | throughput batch 64 (windows/s) | peak RSS (MiB) |',
+          '## Inference cost', '', f"Measured by `{b.get('inference_command', b['command'])}`.", '', '| model | params | MACs | latency batch 1 (ms) | throughput batch 64 (windows/s) | peak RSS during inference (MiB) |',
           '|---|---|---|---|---|---|']
-    L += [f"| {m} | {p['params']:,} | {p['macs']:,} | {p['latency_ms']:.2f} | {p['throughput']:,.0f} | {p['peak_rss_mib']:.0f} |"
-          for m, p in b['inference'].items()]
-    L += ['', f"Peak RSS of a process that only imports torch and hark_nbdev: {b['baseline_rss_mib']:.0f} MiB."]
+    L += [f"| {m} | {p['params']:,} | {p['macs']:,} | {p['latency_ms']:.2f} | {p['throughput']:,.0f} | "
+          f"{p['peak_rss_mib']:.0f} (+{p['peak_rss_mib'] - p['rss_before_mib']:.1f}) |" for m, p in b['inference'].items()]
+    L += ['', 'Peak RSS: peak resident memory of a fresh process during batch-64 inference (the peak is reset after the '
+          'imports and the model are loaded); in brackets, the growth over the RSS just before inference. Latency and '
+          'throughput: `profile.profile_model` (single thread, median of repeated runs after warm-up).']
     return '\n'.join(L) + '\n'
 
 @call_parse
@@ -82,15 +88,19 @@ def main(dataset: str = 'hapt',      # dataset name
          teacher_seeds: int = None,  # share teachers across seeds (see hark-run --teacher-seeds)
          threads: int = 2,           # torch threads
          out: str = 'runs/bench',    # output folder (the matrix's run folder too)
-         matrix: bool = True):       # also run (or resume) and time the whole matrix
+         matrix: bool = True,        # also run (or resume) and time the whole matrix
+         timing: bool = True):       # measure seconds per epoch (else keep those of an earlier OUT/bench.json)
     "Measure speed and cost; write OUT/bench.json and OUT/REPORT.md."
     torch.set_num_threads(threads)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     data = get_data(dataset, path=path, protocol=protocol)
-    b = dict(dataset=dataset, protocol=protocol, threads=threads, command=' '.join(['python bench/run.py'] + sys.argv[1:]),
+    old = json.loads((out/'bench.json').read_text()) if (out/'bench.json').exists() else {}
+    cmd = ' '.join(['python bench/run.py'] + sys.argv[1:])
+    b = dict(dataset=dataset, protocol=protocol, threads=threads, command=cmd, inference_command=cmd,
              machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", versions=versions(),
              data=f"{len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test windows of "
                   f"{data.window} x {data.n_channels}, {data.n_classes} classes")
+    if not matrix: b.update({k: old[k] for k in ('matrix', 'matrix_seconds', 'command') if k in old})
     if matrix:
         t0 = time.perf_counter()
         rows = run_experiment(dataset, path, protocol, 'all', seeds, epochs, out, patience, teacher_seeds=teacher_seeds)
@@ -100,18 +110,18 @@ def main(dataset: str = 'hapt',      # dataset name
                        f"), at most {epochs} epochs, patience {patience}")
         if b['matrix_seconds'] < 60: b['matrix'] += ' (resumed: rows were already there, so this is not the training time)'
         plot_all(out/'results.csv', out)
-    b['epoch_seconds'] = epoch_seconds(data)
-    teacher = get_model('OM-Att', data.n_channels, data.n_classes, data.window)
-    b['teacher_pass_seconds'] = inference_seconds(teacher, data.dls.train.new(shuffle=False, drop_last=False))
+    if timing:
+        b['epoch_seconds'] = epoch_seconds(data)
+        teacher = get_model('OM-Att', data.n_channels, data.n_classes, data.window)
+        b['teacher_pass_seconds'] = inference_seconds(teacher, data.dls.train.new(shuffle=False, drop_last=False))
+    else: b.update({k: old[k] for k in ('epoch_seconds', 'teacher_pass_seconds')})
     e = b['epoch_seconds']
     b['kd_ratio'] = e['RAB-KD'] / (e['LM'] + b['teacher_pass_seconds'])
     b['inference'] = {}
     for m in ('LM', 'LM-Att', 'MM', 'OM'):
         p = profile_model(get_model(m, data.n_channels, data.n_classes, data.window), data.window, data.n_channels)
-        p['peak_rss_mib'] = peak_rss_mib(m, data, threads)
+        p['rss_before_mib'], p['peak_rss_mib'] = peak_rss_mib(m, data, threads)
         b['inference'][m] = {k: (v.item() if hasattr(v, 'item') else v) for k, v in p.items()}
-    b['baseline_rss_mib'] = int(subprocess.run([sys.executable, '-c', 'import resource, torch, hark_nbdev.models; '
-        'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'], capture_output=True, text=True).stdout.split()[-1]) / 1024
     (out/'bench.json').write_text(json.dumps(b, indent=1, default=str))
     (out/'REPORT.md').write_text(report(b))
     print(report(b))

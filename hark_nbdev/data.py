@@ -19,8 +19,8 @@ from fastai.torch_core import default_device
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
            'split_recordings', 'subject_split', 'valid_split', 'assert_disjoint', 'random_split', 'Normalizer',
-           'WindowDL', 'window_dl', 'HARData', 'synthetic_data', 'cache_dir', 'missing_files', 'find_root',
-           'expected_layout', 'download_dataset', 'resolve_path']
+           'WindowDataset', 'WindowDL', 'window_dl', 'HARData', 'synthetic_data', 'cache_dir', 'missing_files',
+           'find_root', 'expected_layout', 'download_dataset', 'resolve_path']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -242,8 +242,13 @@ class Normalizer:
         return WindowSet(self(ws.X), ws.y, ws.subject, ws.run)
 
 # %% ../nbs/00_data.ipynb #f186ef42
+class WindowDataset(torch.utils.data.TensorDataset):
+    "The (X, y) tensors of a `WindowSet`; `new_empty` lets `Learner.export` save a Learner without its data."
+    def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
+
 class WindowDL(DataLoader):
     "fastai `DataLoader` over (X, y) tensors, batched by tensor indexing."
+    batch_idxs = None   # dataset rows of the batch being yielded (set while iterating)
     def create_batches(self, samps):
         # gather in numpy: torch's multi-threaded index kernels stall badly on busy, shared cores (10 ms vs 0.2 ms a batch)
         X, y = (t.numpy() for t in self.dataset.tensors)
@@ -254,7 +259,7 @@ class WindowDL(DataLoader):
 
 def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None) -> WindowDL:
     "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws`."
-    ds = torch.utils.data.TensorDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y))
+    ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y))
     dl = WindowDL(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device)
     dl.rng = random.Random(seed)                              # fastai draws it from the global RNG otherwise
     return dl

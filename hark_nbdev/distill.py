@@ -16,7 +16,7 @@ from .losses import loss_terms, combine_terms, attention_loss
 from .attention import clear_maps
 
 # %% auto #0
-__all__ = ['EpochValue', 'DistillationCallback']
+__all__ = ['EpochValue', 'DistillationCallback', 'cacheable', 'teacher_outputs']
 
 # %% ../nbs/21_distill.ipynb #ceffdbd3
 def _maps(model) -> dict:
@@ -46,16 +46,17 @@ def _check_weights(alpha, T, beta):
 class DistillationCallback(Callback):
     "Train the Learner's model on `alpha*CE + (1-alpha)*KD(T) + beta*(L_CA + L_SA)` from a frozen `teacher`; validation stays plain CE."
     order, run_valid = 5, False                 # after TrainEvalCallback (which moves the model), before Recorder
-    _stateattrs = ('teacher', '_t_logits', '_t_maps', '_s_maps')   # never pickled: `learn.export()` holds no teacher
+    _stateattrs = ('teacher', '_t_logits', '_t_maps', '_s_maps', '_cache')   # never pickled: `learn.export()` holds no teacher
     columns = ('loss_ce', 'loss_kd', 'loss_att')
 
-    def __init__(self, teacher: nn.Module, alpha: float, T: float, beta: float = 0., sites=None, show: bool = True):
+    def __init__(self, teacher: nn.Module, alpha: float, T: float, beta: float = 0., sites=None, show: bool = True,
+                 cache: bool = True):
         if not isinstance(teacher, nn.Module): raise TypeError(f"teacher must be a torch nn.Module, got {type(teacher).__name__}")
         _check_weights(alpha, T, beta)
         self.teacher, self.alpha, self.T, self.beta = teacher, alpha, T, beta
         self.sites = None if sites is None else list(sites)
-        self.show, self.history, self.last = show, [], {}
-        self._t_logits = self._t_maps = self._s_maps = None
+        self.show, self.history, self.last, self.cache = show, [], {}, cache
+        self._t_logits = self._t_maps = self._s_maps = self._cache = None
         self.freeze_teacher()
 
     def _init_state(self):
@@ -122,8 +123,38 @@ def before_fit(self: DistillationCallback):
     self.freeze_teacher()
     self.teacher.to(next(self.learn.model.parameters()).device)
     if self.uses_teacher: self._check()
+    self._cache = teacher_outputs(self.teacher, self.dls.train, self.beta > 0) if self.cache and self.uses_teacher and cacheable(self.dls.train) else None
     self.history, self.last = [], {}
     if self.show: self.learn.metrics = list(self.learn.metrics) + [EpochValue(self, k) for k in self.columns]
+
+# %% ../nbs/21_distill.ipynb #c230e62c
+def cacheable(dl) -> bool:
+    "Whether `dl` reports the dataset rows of its batches (`batch_idxs`) and applies no batch transforms that would change them."
+    return hasattr(dl, 'batch_idxs') and hasattr(dl, 'new') and not getattr(getattr(dl, 'after_batch', None), 'fs', None)
+
+@torch.no_grad()
+def teacher_outputs(teacher: nn.Module, dl, with_maps: bool = True) -> tuple:
+    "Logits `(N, K)` and `{site: (channel_maps, spatial_maps)}` of `teacher` for all N rows of `dl`'s dataset, in row order."
+    seq, n = dl.new(shuffle=False, drop_last=False), len(dl.dataset)
+    logits, maps = None, {}
+    for xb, *_ in seq:
+        idx, out = torch.as_tensor(seq.batch_idxs, device=xb.device), teacher(xb)
+        if logits is None: logits = out.new_zeros((n, out.shape[-1]))
+        logits[idx] = out
+        for site, m in (_maps(teacher).items() if with_maps else ()):
+            if site not in maps: maps[site] = tuple(t.new_zeros((n,) + t.shape[1:]) for t in m)
+            for store, t in zip(maps[site], m): store[idx] = t
+    clear_maps(teacher)
+    return logits, maps
+
+@patch
+def _cached(self: DistillationCallback):
+    "The cached teacher logits and maps of the current training batch, or None when there is no usable cache."
+    idx = getattr(self.learn.dl, 'batch_idxs', None)
+    if self._cache is None or idx is None or len(idx) != len(self.yb[0]): return None
+    logits, maps = self._cache
+    idx = torch.as_tensor(idx, device=logits.device)
+    return logits[idx], ({s: (c[idx], a[idx]) for s, (c, a) in maps.items()} if self.beta > 0 else None)
 
 # %% ../nbs/21_distill.ipynb #2c9ee5a4
 @patch
@@ -134,6 +165,8 @@ def after_pred(self: DistillationCallback):
     "Read the student's maps, then run the teacher on the same batch without gradients."
     if not self.training or not self.uses_teacher: return
     if self.beta > 0: self._s_maps = _maps(self.learn.model)
+    hit = self._cached()
+    if hit is not None: self._t_logits, self._t_maps = hit; return
     with torch.no_grad():
         self._t_logits = self.teacher(*self.xb)
         self._t_maps = _maps(self.teacher) if self.beta > 0 else None
@@ -164,5 +197,5 @@ def after_train(self: DistillationCallback):
 def after_fit(self: DistillationCallback):
     "Remove the Recorder columns and drop the last batch's tensors and maps (runs after a cancelled fit too)."
     self._remove_columns()
-    self._t_logits = self._t_maps = self._s_maps = None
+    self._t_logits = self._t_maps = self._s_maps = self._cache = None
     clear_maps(self.learn.model); clear_maps(self.teacher)
