@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse
 from .configs import CONFIGS
-from .experiment import summarize
+from .experiment import summarize, _slug
 
 # %% ../nbs/32_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -48,8 +48,6 @@ def _order(configs):
     "Configurations in CONFIGS order, unknown names last in their given order."
     known = [c for c in CONFIGS if c in set(configs)]
     return known + [c for c in dict.fromkeys(configs) if c not in CONFIGS]
-
-def _slug(s): return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
 
 def _stats(df, col, configs=None):
     "Per dataset: (configs, means, stds) of `col` over seeds, in display order (std 0 for one seed)."
