@@ -22,13 +22,14 @@ from fastai.torch_core import set_seed
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
 from fastcore.basics import noop
 from .models import get_model
 from .distill import DistillationCallback
 
 # %% auto #0
-__all__ = ['CONFIGS', 'TEACHER_OF', 'KD_DEFAULTS', 'keras_adam', 'Recipe', 'TrainLossCallback', 'build_learner', 'quieten',
-           'train_config', 'predict', 'evaluate']
+__all__ = ['CONFIGS', 'TEACHER_OF', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'Recipe', 'TrainLossCallback', 'build_learner',
+           'quieten', 'train_config', 'predict', 'evaluate']
 
 # %% ../nbs/30_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ CONFIGS = {
 TEACHER_OF = {k: r.teacher for k, r in CONFIGS.items()}
 
 # %% ../nbs/30_configs.ipynb #b996c3e5
-KD_DEFAULTS = dict(alpha=0.5, T=1., beta=1.)   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
+KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1)   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
+SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 
 # %% ../nbs/30_configs.ipynb #f768bebd
 class TrainLossCallback(Callback):
@@ -114,24 +116,32 @@ def _loss_info(learn) -> dict:
     last = cb.last if cb is not None else {}
     return {k: last.get(k, math.nan) for k in ('loss_ce', 'loss_kd', 'loss_att')}
 
-def train_config(config: str, data, teacher=None, epochs: int = 300, patience: int = 10, seed: int = 42,
-                 lr: float = 1e-3, quiet: bool = False, **kwargs) -> tuple:
-    "Build and train `config`; returns `(learner with the best weights, info dict)`."
+def _schedule(schedule, lr, epochs):
+    "Check `schedule` and fill in its default `lr` and `epochs`."
+    if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+    d = SCHEDULES[schedule]
+    return (d['lr'] if lr is None else lr), (d['epochs'] if epochs is None else epochs)
+
+def train_config(config: str, data, teacher=None, epochs: int = None, patience: int = 10, seed: int = 42,
+                 lr: float = None, schedule: str = 'one_cycle', quiet: bool = False, **kwargs) -> tuple:
+    "Build and train `config` with `schedule` ('one_cycle' or the study's 'constant'); returns `(learner with the best weights, info)`."
+    lr, epochs = _schedule(schedule, lr, epochs)
     learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, quiet=quiet, **kwargs)
     mon = dict(monitor='f1_score', comp=np.greater)
     old_dir = learn.model_dir
     with tempfile.TemporaryDirectory(prefix='hark_') as d:
         learn.model_dir = Path(d)                # absolute: learn.path/model_dir is then just d
-        cbs = [EarlyStoppingCallback(patience=patience, **mon), SaveModelCallback(fname='best', **mon)]
+        cbs = [SaveModelCallback(fname='best', **mon)]
         out = io.StringIO() if quiet else None   # the trackers print() their messages
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
-            learn.fit(epochs, lr, cbs=cbs)
+            if schedule == 'constant': learn.fit(epochs, lr, cbs=cbs + [EarlyStoppingCallback(patience=patience, **mon)])
+            else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         secs = time.perf_counter() - t0
     learn.model_dir = old_dir
     f1 = [v[learn.recorder.metric_names[1:].index('f1_score')] for v in learn.recorder.values]
     best = int(np.argmax(f1))                     # first maximum, as SaveModelCallback keeps strictly better ones
-    info = dict(config=config, epochs=len(f1), best_epoch=best, valid_f1=float(f1[best]), train_seconds=secs,
+    info = dict(config=config, schedule=schedule, lr=lr, epochs=len(f1), best_epoch=best, valid_f1=float(f1[best]), train_seconds=secs,
                 **_loss_info(learn))
     cb = getattr(learn, 'distillation', None)
     info.update(alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan)

@@ -22,13 +22,13 @@ from fastprogress.fastprogress import master_bar
 import hark_nbdev
 from .datasets import get_data
 from .profile import profile_model
-from .configs import CONFIGS, TEACHER_OF, build_learner, train_config, evaluate
+from .configs import CONFIGS, TEACHER_OF, build_learner, train_config, evaluate, _schedule
 
 # %% ../nbs/31_experiment.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
 RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy',                                  # test split
                      'params', 'trainable_params', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
-                     'epochs', 'max_epochs', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher',
+                     'epochs', 'max_epochs', 'schedule', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
@@ -108,9 +108,15 @@ def _untrained(name, data, seed): return build_learner(name, data, seed=seed).mo
 
 class Runner:
     "Train, evaluate, profile and store (config, seed) runs of one dataset in run folder `store.out`."
-    def __init__(self, data, store: ResultsStore, dataset, protocol='standard', epochs=300, patience=10,
-                 train_fn=train_config, evaluate_fn=evaluate, profile_fn=profile_model, model_fn=_untrained, teacher_seeds=None):
+    def __init__(self, data, store: ResultsStore, dataset, protocol='standard', epochs=30, patience=10,
+                 train_fn=train_config, evaluate_fn=evaluate, profile_fn=profile_model, model_fn=_untrained, teacher_seeds=None,
+                 schedule='one_cycle', teacher_epochs=None):
         store_attr(); self.teachers = {}  # (name, seed) -> (model, info)
+        self.teacher_epochs = teacher_epochs or epochs
+
+    def max_epochs(self, config) -> int:
+        "The epoch budget of `config`: `teacher_epochs` for the teacher configurations, `epochs` for the rest."
+        return self.teacher_epochs if config in TEACHER_OF.values() else self.epochs
 
     def model_file(self, name, seed) -> Path:
         "Where the weights of teacher `name` for `seed` are kept."
@@ -118,7 +124,8 @@ class Runner:
 
     def train(self, config, seed, teacher=None):
         "Train `config` with `seed` (and `teacher`): (model, info)."
-        learn, info = self.train_fn(config, self.data, teacher=teacher, epochs=self.epochs, patience=self.patience, seed=seed)
+        learn, info = self.train_fn(config, self.data, teacher=teacher, epochs=self.max_epochs(config), patience=self.patience,
+                                    seed=seed, schedule=self.schedule)
         return learn.model, dict(info)
 
     def trained_teacher(self, name, seed):
@@ -142,7 +149,7 @@ class Runner:
         row = dict(dataset=self.dataset, config=config, seed=seed, **self.evaluate_fn(model, d),
                    **self.profile_fn(model, d.window, d.n_channels))
         row.update({k: _scalar(v) for k, v in info.items() if np.isscalar(_scalar(v)) and k not in row})
-        row.update(max_epochs=self.epochs, teacher=teacher or '', protocol=self.protocol, split=p.get('split'),
+        row.update(max_epochs=self.max_epochs(config), schedule=self.schedule, teacher=teacher or '', protocol=self.protocol, split=p.get('split'),
                    window=d.window, step=p.get('step'), label=p.get('label'), data_seed=p.get('seed'),
                    n_train=len(d.train), n_valid=len(d.valid), n_test=len(d.test), n_classes=d.n_classes,
                    n_channels=d.n_channels, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -181,11 +188,16 @@ def log_run(out, args: dict, **status) -> list:
     with atomic_write(p) as f: json.dump({'runs': runs}, f, indent=1, default=str)
     return runs
 
-def check_settings(store: ResultsStore, dataset, protocol, epochs):
-    "Raise if `store` holds rows of `dataset` made with another protocol or epoch budget."
+def check_settings(store: ResultsStore, dataset, protocol, epochs, schedule=None, teacher_epochs=None):
+    "Raise if `store` holds rows of `dataset` made with another protocol, schedule or epoch budget."
     rows = store.rows(dataset)
-    for col, want in (('protocol', protocol), ('max_epochs', epochs)):
-        other = rows.loc[rows[col] != want, col] if col in rows else []
+    if not len(rows): return
+    teacher = rows['config'].isin(set(TEACHER_OF.values()) - {None})
+    wants = dict(protocol=protocol, schedule=schedule,
+                 max_epochs=pd.Series(np.where(teacher, teacher_epochs or epochs, epochs), index=rows.index))
+    for col, want in wants.items():
+        if col not in rows or want is None: continue
+        other = rows.loc[(rows[col] != want) & rows[col].notna(), col]
         if len(other):
             raise ValueError(f"{store.path} holds {dataset} rows with {col}={_scalar(other.iloc[0])!r}, this run asks for {want!r}: "
                              f"use another --out folder, or the same settings to resume")
@@ -198,14 +210,18 @@ def summary_line(rows: pd.DataFrame, dataset, n_configs, n_seeds, n_new, path) -
     return (f"{dataset}: {n_configs} configs x {n_seeds} seed{'s' * (n_seeds > 1)}, {len(rows)} rows ({n_new} trained now), "
             f"best {s['config']} F1 {100*s['f1_macro_mean']:.2f}{std}, written to {path}")
 
-def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds=1, epochs=300, out='results',
-                   patience=10, progress=True, data_fn=get_data, teacher_seeds=None, **hooks) -> pd.DataFrame:
+def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds=1, epochs=None, out='results',
+                   patience=10, progress=True, data_fn=get_data, teacher_seeds=None, schedule='one_cycle',
+                   teacher_epochs=None, **hooks) -> pd.DataFrame:
     "Train, evaluate and profile `configs` x `seeds` on `dataset` into run folder `out`, resuming what is there."
     cfgs, seeds, out = parse_configs(configs), seed_list(seeds), Path(out)
+    _, epochs = _schedule(schedule, None, epochs)
+    teacher_epochs = teacher_epochs or epochs
     store = ResultsStore(out)
-    check_settings(store, dataset, protocol, epochs)
+    check_settings(store, dataset, protocol, epochs, schedule, teacher_epochs)
     log_run(out, dict(dataset=dataset, path=None if path is None else str(path), protocol=protocol, configs=cfgs,
-                      seeds=seeds, epochs=epochs, patience=patience, teacher_seeds=teacher_seeds))
+                      seeds=seeds, epochs=epochs, teacher_epochs=teacher_epochs, schedule=schedule, patience=patience,
+                      teacher_seeds=teacher_seeds))
     # with shared teachers, the teacher configurations themselves have rows only for the seeds they are trained with
     plan = [(c, s) for s in seeds for c in cfgs if not (teacher_seeds and c in TEACHER_OF.values() and s >= teacher_seeds)]
     todo = [(c, s) for c, s in plan if not store.done(dataset, c, s)]
@@ -214,7 +230,7 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
     try:
         if todo:
             runner = Runner(data_fn(dataset, path=path, protocol=protocol), store, dataset, protocol, epochs, patience,
-                            teacher_seeds=teacher_seeds, **hooks)
+                            teacher_seeds=teacher_seeds, schedule=schedule, teacher_epochs=teacher_epochs, **hooks)
             mb = master_bar(todo) if progress else todo
             for c, s in mb:
                 row = runner.run(c, s); n_new += 1
@@ -239,10 +255,13 @@ def hark_run(
     protocol: str = 'standard',   # 'standard' (subject-wise, comparable) or 'paper' (the authors' random split)
     configs: str = 'all',         # comma-separated configurations, e.g. LM,RB-KD,RAB-KD, or 'all'
     seeds: int = 1,               # number of seeds (0..N-1) per configuration
-    epochs: int = 300,            # most epochs per training (early stopping may end sooner)
-    patience: int = 10,           # early-stopping patience in epochs
+    epochs: int = None,           # epochs per training (default: 30 for one_cycle; at most 300 for constant)
+    teacher_epochs: int = None,   # epochs for the teachers OM and OM-Att (default: --epochs)
+    schedule: str = 'one_cycle',  # 'one_cycle' (fixed budget) or 'constant' (the study's lr 1e-3 with early stopping)
+    patience: int = 10,           # early-stopping patience in epochs (constant schedule only)
     out: str = 'results',         # run folder: results.csv, summary.csv, run.json, models/
     teacher_seeds: int = None,    # train teachers (OM, OM-Att) for this many seeds only and share them (seed % N); default: one per seed
 ):
     "Train, evaluate and profile HAR configurations on a dataset; resumable."
-    run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds)
+    run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
+                   schedule=schedule, teacher_epochs=teacher_epochs)

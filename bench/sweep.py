@@ -1,0 +1,70 @@
+"""Sweep settings of one configuration (distillation alpha, T, beta; model options such as dropout) on VALIDATION macro F1.
+
+The teacher is the one a finished run saved (`RUN/models/<dataset>-<protocol>/<teacher>-seed0.pth`), so the sweep
+costs student trainings only. Every point is trained with the run's schedule and epochs; rows are appended to
+`OUT` (a CSV) as they finish, and a restarted sweep skips the points already there. Choose on `valid_f1`;
+`test_f1` is written for the record only.
+
+    python bench/sweep.py runs/hapt-standard-oc30-s3 --config RAB-KD --seeds 2
+    python bench/sweep.py runs/hapt-standard-oc30-s3 --config LM --grid "dropout=0; dropout=0.5" --seeds 2
+"""
+import json, time, warnings
+from pathlib import Path
+import pandas as pd, torch
+from fastcore.script import call_parse
+from hark_nbdev.datasets import get_data
+from hark_nbdev.configs import TEACHER_OF, build_learner, train_config, evaluate
+from hark_nbdev.experiment import atomic_write
+
+warnings.filterwarnings('ignore', category=FutureWarning)
+GRID = 'T=1; T=2; T=4; alpha=0.1; alpha=0.9; beta=0; beta=10'   # around KD_DEFAULTS, one setting at a time
+KEYS = ('alpha', 'T', 'beta', 'dropout')
+
+def parse_grid(grid: str) -> list:
+    "'T=1; alpha=0.1,T=4' -> [{'T': 1.0}, {'alpha': 0.1, 'T': 4.0}] (keys from KEYS)."
+    pts = []
+    for p in filter(str.strip, grid.split(';')):
+        kv = dict(item.split('=') for item in p.replace(' ', '').split(','))
+        bad = set(kv) - set(KEYS)
+        if bad: raise ValueError(f"unknown setting(s) {sorted(bad)} in {p!r}; sweepable: {KEYS}")
+        pts.append({k: float(v) for k, v in kv.items()})
+    return pts
+
+def load_teacher(run: Path, name: str, data, dataset: str, protocol: str):
+    "The teacher `name` (seed 0) that the run in folder `run` saved."
+    w = run/'models'/f'{dataset}-{protocol}'/f'{name}-seed0.pth'
+    if not w.exists(): raise FileNotFoundError(f"no saved teacher at {w}: run the matrix (hark-run / bench/run.py) first")
+    model = build_learner(name, data, seed=0).model
+    model.load_state_dict(torch.load(w, map_location='cpu'))
+    return model
+
+@call_parse
+def main(run: str,                    # finished run folder (its run.json gives dataset, protocol, schedule and epochs)
+         config: str = 'RAB-KD',      # configuration to sweep (a distilled one loads the run's seed-0 teacher)
+         grid: str = GRID,            # points 'key=value,key=value' separated by ';' (keys: alpha, T, beta, dropout)
+         seeds: int = 2,              # seeds per point (0..N-1)
+         path: str = None,            # dataset folder (default: the run's)
+         threads: int = 1,            # torch threads
+         out: str = None):            # CSV to write (default RUN/sweep-CONFIG.csv)
+    "Train `config` at every grid point and seed; write validation (and, for the record, test) macro F1 to a CSV."
+    torch.set_num_threads(threads)
+    run = Path(run); a = json.loads((run/'run.json').read_text())['runs'][-1]['args']
+    out = Path(out or run/f'sweep-{config}.csv')
+    rows = pd.read_csv(out).to_dict('records') if out.exists() else []
+    done = {(r['point'], r['seed']) for r in rows}
+    data = get_data(a['dataset'], path=path or a['path'], protocol=a['protocol'])
+    teacher = load_teacher(run, TEACHER_OF[config], data, a['dataset'], a['protocol']) if TEACHER_OF.get(config) else None
+    for pt in parse_grid(grid):
+        name = ','.join(f'{k}={v:g}' for k, v in pt.items())
+        for s in range(seeds):
+            if (name, s) in done: continue
+            learn, info = train_config(config, data, teacher=teacher, epochs=a['epochs'], schedule=a.get('schedule', 'constant'),
+                                       patience=a.get('patience', 10), seed=s, quiet=True, **pt)
+            r = dict(config=config, point=name, seed=s, alpha=info['alpha'], T=info['T'], beta=info['beta'],
+                     dropout=pt.get('dropout', 0.), valid_f1=info['valid_f1'],
+                     test_f1=evaluate(learn, data)['f1_macro'], epochs=info['epochs'], best_epoch=info['best_epoch'],
+                     seconds=round(info['train_seconds'], 1))
+            rows.append(r); print(r, flush=True)
+            with atomic_write(out) as f: pd.DataFrame(rows).to_csv(f, index=False)
+    df = pd.DataFrame(rows)
+    print(df.groupby('point', sort=False)[['valid_f1', 'test_f1']].agg(['mean', 'std']).round(4))
