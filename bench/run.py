@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
-from hark_nbdev.configs import CONFIGS, TEACHER_OF, build_learner, train_config
+from hark_nbdev.configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config
 from hark_nbdev.experiment import run_experiment, versions
 from hark_nbdev.models import get_model
 from hark_nbdev.profile import profile_model
@@ -22,7 +22,7 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 
 def epoch_seconds(data, epochs=3) -> dict:
     "Mean seconds per training epoch of every configuration (teachers untrained: their cost does not depend on weights)."
-    teachers = {t: build_learner(t, data, seed=0).model for t in set(TEACHER_OF.values()) if t}
+    teachers = {t: build_learner(t, data, seed=0).model for t in TEACHERS}
     res = {}
     for c in CONFIGS:
         t = teachers.get(TEACHER_OF[c])
@@ -116,7 +116,7 @@ def main(dataset: str = 'hapt',      # dataset name
                        f"), schedule {schedule}, " + (f"{epochs} epochs (teachers {teacher_epochs or epochs})" if schedule == 'one_cycle'
                        else f"at most {epochs} epochs, patience {patience}"))
         if b['matrix_seconds'] < 60: b['matrix'] += ' (resumed: rows were already there, so this is not the training time)'
-        teach = rows['config'].isin(set(TEACHER_OF.values()) - {None})
+        teach = rows['config'].isin(TEACHERS)
         b['train_minutes'] = dict(teachers=rows.loc[teach, 'train_seconds'].sum() / 60, students=rows.loc[~teach, 'train_seconds'].sum() / 60)
         plot_all(out/'results.csv', out)
     if timing:

@@ -28,8 +28,8 @@ from .models import get_model
 from .distill import DistillationCallback
 
 # %% auto #0
-__all__ = ['CONFIGS', 'TEACHER_OF', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'Recipe', 'TrainLossCallback', 'build_learner',
-           'quieten', 'train_config', 'predict', 'evaluate']
+__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'Recipe', 'TrainLossCallback',
+           'build_learner', 'quieten', 'schedule_defaults', 'train_config', 'predict', 'evaluate']
 
 # %% ../nbs/30_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ CONFIGS = {
     'RAB-KD':    Recipe('LM-Att', 'OM-Att', attention=True, doc='LM-Att + response and attention-map KD from OM-Att'),
 }
 TEACHER_OF = {k: r.teacher for k, r in CONFIGS.items()}
+TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the configurations that teach: OM, OM-Att
 
 # %% ../nbs/30_configs.ipynb #b996c3e5
 KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1)   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
@@ -116,7 +117,7 @@ def _loss_info(learn) -> dict:
     last = cb.last if cb is not None else {}
     return {k: last.get(k, math.nan) for k in ('loss_ce', 'loss_kd', 'loss_att')}
 
-def _schedule(schedule, lr, epochs):
+def schedule_defaults(schedule, lr=None, epochs=None) -> tuple:
     "Check `schedule` and fill in its default `lr` and `epochs`."
     if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
     d = SCHEDULES[schedule]
@@ -125,7 +126,7 @@ def _schedule(schedule, lr, epochs):
 def train_config(config: str, data, teacher=None, epochs: int = None, patience: int = 10, seed: int = 42,
                  lr: float = None, schedule: str = 'one_cycle', quiet: bool = False, **kwargs) -> tuple:
     "Build and train `config` with `schedule` ('one_cycle' or the study's 'constant'); returns `(learner with the best weights, info)`."
-    lr, epochs = _schedule(schedule, lr, epochs)
+    lr, epochs = schedule_defaults(schedule, lr, epochs)
     learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, quiet=quiet, **kwargs)
     mon = dict(monitor='f1_score', comp=np.greater)
     old_dir = learn.model_dir

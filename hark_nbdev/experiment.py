@@ -22,7 +22,7 @@ from fastprogress.fastprogress import master_bar
 import hark_nbdev
 from .datasets import get_data
 from .profile import profile_model
-from .configs import CONFIGS, TEACHER_OF, build_learner, train_config, evaluate, _schedule
+from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults
 
 # %% ../nbs/31_experiment.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
@@ -116,7 +116,7 @@ class Runner:
 
     def max_epochs(self, config) -> int:
         "The epoch budget of `config`: `teacher_epochs` for the teacher configurations, `epochs` for the rest."
-        return self.teacher_epochs if config in TEACHER_OF.values() else self.epochs
+        return self.teacher_epochs if config in TEACHERS else self.epochs
 
     def model_file(self, name, seed) -> Path:
         "Where the weights of teacher `name` for `seed` are kept."
@@ -161,7 +161,7 @@ class Runner:
 
     def run(self, config, seed) -> dict:
         "Train (or load, for a teacher) `config` with `seed`, store and return its row."
-        if config in TEACHER_OF.values(): (model, info), tname = self.trained_teacher(config, seed), None
+        if config in TEACHERS: (model, info), tname = self.trained_teacher(config, seed), None
         else:
             tname = TEACHER_OF.get(config)
             teacher = self.trained_teacher(tname, self.teacher_seed(seed))[0] if tname else None
@@ -192,7 +192,7 @@ def check_settings(store: ResultsStore, dataset, protocol, epochs, schedule=None
     "Raise if `store` holds rows of `dataset` made with another protocol, schedule or epoch budget."
     rows = store.rows(dataset)
     if not len(rows): return
-    teacher = rows['config'].isin(set(TEACHER_OF.values()) - {None})
+    teacher = rows['config'].isin(TEACHERS)
     wants = dict(protocol=protocol, schedule=schedule,
                  max_epochs=pd.Series(np.where(teacher, teacher_epochs or epochs, epochs), index=rows.index))
     for col, want in wants.items():
@@ -215,7 +215,7 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
                    teacher_epochs=None, **hooks) -> pd.DataFrame:
     "Train, evaluate and profile `configs` x `seeds` on `dataset` into run folder `out`, resuming what is there."
     cfgs, seeds, out = parse_configs(configs), seed_list(seeds), Path(out)
-    _, epochs = _schedule(schedule, None, epochs)
+    _, epochs = schedule_defaults(schedule, epochs=epochs)
     teacher_epochs = teacher_epochs or epochs
     store = ResultsStore(out)
     check_settings(store, dataset, protocol, epochs, schedule, teacher_epochs)
@@ -223,7 +223,7 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
                       seeds=seeds, epochs=epochs, teacher_epochs=teacher_epochs, schedule=schedule, patience=patience,
                       teacher_seeds=teacher_seeds))
     # with shared teachers, the teacher configurations themselves have rows only for the seeds they are trained with
-    plan = [(c, s) for s in seeds for c in cfgs if not (teacher_seeds and c in TEACHER_OF.values() and s >= teacher_seeds)]
+    plan = [(c, s) for s in seeds for c in cfgs if not (teacher_seeds and c in TEACHERS and s >= teacher_seeds)]
     todo = [(c, s) for c, s in plan if not store.done(dataset, c, s)]
     if len(todo) < len(plan): print(f"{dataset}: {len(plan) - len(todo)} of {len(plan)} runs already in {store.path}")
     n_new = 0

@@ -7,7 +7,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/report.html.md"""
 # %% ../nbs/33_report.ipynb #b9c2cd48
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .configs import CONFIGS, TEACHER_OF
+from .configs import CONFIGS, TEACHER_OF, TEACHERS
 from .experiment import summarize
 
 # %% auto #0
@@ -55,7 +55,7 @@ def protocol_note(res: pd.DataFrame, dataset=None) -> str:
     "One paragraph (markdown) with the protocol, data sizes, schedule, epoch budgets and seeds of a dataset's rows."
     s = _summary(res, dataset); d = s['dataset'].iloc[0]
     r = res[res['dataset'] == d]
-    teach = r['config'].isin(set(TEACHER_OF.values()) - {None})
+    teach = r['config'].isin(TEACHERS)
     kd = r[r['config'].map(TEACHER_OF).notna()]
     ts = sorted(set(pd.to_numeric(kd['teacher_seed'], errors='coerce').dropna().astype(int))) if 'teacher_seed' in kd else []
     shared = 0 < len(ts) < kd['seed'].nunique()   # fewer teachers than student seeds
