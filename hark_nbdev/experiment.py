@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/experiment.html.md"""
 
 # %% auto #0
 __all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'atomic_write', 'ResultsStore', 'parse_configs', 'seed_list',
-           'Runner', 'versions', 'log_run', 'check_settings', 'summary_line', 'run_experiment', 'hark_run']
+           'Runner', 'versions', 'machine', 'log_run', 'check_settings', 'summary_line', 'run_experiment', 'hark_run']
 
 # %% ../nbs/31_experiment.ipynb #2a629bfb
 import json, os, platform, re, sys
@@ -19,6 +19,7 @@ from fastcore.script import call_parse, anno_parser
 from fastcore.basics import store_attr
 from fastcore.xtras import atomic_save
 from fastprogress.fastprogress import master_bar
+from fastai.torch_core import default_device
 import hark_nbdev
 from .datasets import get_data
 from .profile import profile_model
@@ -178,12 +179,19 @@ def versions() -> dict:
     return dict(python=platform.python_version(), hark_nbdev=hark_nbdev.__version__, torch=torch.__version__, fastai=fastai.__version__,
                 fastcore=fastcore.__version__, numpy=np.__version__, pandas=pd.__version__, sklearn=sklearn.__version__)
 
+def machine() -> dict:
+    "Where a result was trained: host, processor, torch threads and the training device (a GPU changes speed, not the protocol)."
+    dev = default_device()
+    gpu = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None
+    return dict(host=platform.node(), processor=platform.machine(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                device=str(dev), gpu=gpu)
+
 def log_run(out, args: dict, **status) -> list:
     "Append (or, with `status` only, update the last) invocation record in `out/run.json`; return all records."
     p = Path(out)/'run.json'
     runs = json.loads(p.read_text())['runs'] if p.exists() else []
     if args is None: runs[-1].update(status)
-    else: runs.append(dict(args=args, argv=sys.argv, versions=versions(), host=platform.node(),
+    else: runs.append(dict(args=args, argv=sys.argv, versions=versions(), **machine(),
                            started=datetime.now(timezone.utc).isoformat(timespec='seconds'), **status))
     with atomic_write(p) as f: json.dump({'runs': runs}, f, indent=1, default=str)
     return runs
