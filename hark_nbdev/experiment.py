@@ -269,7 +269,11 @@ def hark_run(
     patience: int = 10,           # early-stopping patience in epochs (constant schedule only)
     out: str = 'results',         # run folder: results.csv, summary.csv, run.json, models/
     teacher_seeds: int = None,    # train teachers (OM, OM-Att) for this many seeds only and share them (seed % N); default: one per seed
+    no_plots: bool = False,       # do not draw the study's figures into the run folder at the end
 ):
-    "Train, evaluate and profile HAR configurations on a dataset; resumable."
+    "Train, evaluate and profile HAR configurations on a dataset; resumable; then draw the figures into `out`."
     run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
                    schedule=schedule, teacher_epochs=teacher_epochs)
+    if not no_plots:
+        from .plots import plot_all   # imported here: `plots` builds on this module
+        print('figures:', ', '.join(str(f) for f in plot_all(out, out)))
