@@ -7,13 +7,13 @@ cost of distillation relative to training the student plus one teacher pass, (3)
     python bench/run.py --dataset hapt --path ../shared/data/hapt --seeds 3 --epochs 30 --teacher-epochs 15 \
         --teacher-seeds 1 --out runs/hapt-standard
 """
-import json, os, platform, subprocess, sys, time, warnings
+import json, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
 from hark_nbdev.configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config
-from hark_nbdev.experiment import run_experiment, versions
+from hark_nbdev.experiment import run_experiment, versions, machine
 from hark_nbdev.models import get_model
 from hark_nbdev.profile import profile_model
 from hark_nbdev.plots import plot_all
@@ -101,8 +101,9 @@ def main(dataset: str = 'hapt',      # dataset name
     data = get_data(dataset, path=path, protocol=protocol)
     old = json.loads((out/'bench.json').read_text()) if (out/'bench.json').exists() else {}
     cmd = ' '.join(['python bench/run.py'] + sys.argv[1:])
+    m = machine()
     b = dict(dataset=dataset, protocol=protocol, threads=threads, command=cmd, inference_command=cmd,
-             machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", versions=versions(),
+             machine=f"{m['processor']}, {m['cpu_count']} cores, training on {m['device']}", versions=versions(),
              data=f"{len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test windows of "
                   f"{data.window} x {data.n_channels}, {data.n_classes} classes")
     if not matrix: b.update({k: old[k] for k in ('matrix', 'matrix_seconds', 'train_minutes', 'command') if k in old})
