@@ -1,15 +1,17 @@
 """Speed and cost benchmark of hark_nbdev on this machine (not a timed test).
 
 Measures (1) the wall time of a whole experiment matrix, (2) the per-epoch time of every configuration and the
-cost of distillation relative to training the student plus one teacher pass, (3) CPU latency (batch 1), throughput
-(batch 64) and peak memory of LM, LM-Att, MM and OM; writes `OUT/bench.json` and `OUT/REPORT.md`.
+cost of distillation relative to training the student plus one teacher pass, (3) where a training step of LM, LM-Att,
+MM and OM spends its time (conv stack, LSTM), (4) CPU latency (batch 1), throughput (batch 64) and peak memory of the
+same four models; writes `OUT/bench.json` and `OUT/REPORT.md`.
 
     python bench/run.py --dataset hapt --path ../shared/data/hapt --seeds 3 --epochs 30 --teacher-epochs 15 \
         --teacher-seeds 1 --out runs/hapt-standard
 """
-import json, subprocess, sys, time, warnings
+import json, statistics, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
+import torch.nn.functional as F
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
 from hark_nbdev.configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config
@@ -36,6 +38,24 @@ def inference_seconds(model, dl) -> float:
     model.eval(); t0 = time.perf_counter()
     for xb, _ in dl: model(xb)
     return time.perf_counter() - t0
+
+def median_ms(f, repeats=10, warmup=2) -> float:
+    "Median wall time (ms) of `f()` after `warmup` untimed calls."
+    for _ in range(warmup): f()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+def step_breakdown(name, data, batch=64) -> dict:
+    "Milliseconds of one bare training step of `name` (forward, backward, Adam), and of its conv stack and LSTM alone (forward + backward)."
+    m = get_model(name, data.n_channels, data.n_classes, data.window).train()
+    x, y = torch.randn(batch, 1, data.window, data.n_channels), torch.randint(0, data.n_classes, (batch,))
+    seq = torch.randn(batch, data.window - 16, m.filters * data.n_channels, requires_grad=True)   # the conv features over time, as in the model
+    opt = torch.optim.Adam(m.parameters())
+    def step(): opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
+    return dict(step_ms=median_ms(step), conv_ms=median_ms(lambda: m.features(x).sum().backward()),
+                lstm_ms=median_ms(lambda: m.lstm(seq)[0].sum().backward()))
 
 _PEAK = """
 import torch
@@ -79,6 +99,16 @@ def report(b: dict) -> str:
     L += ['', 'Peak RSS: peak resident memory of a fresh process during batch-64 inference (the peak is reset after the '
           'imports and the model are loaded); in brackets, the growth over the RSS just before inference. Latency and '
           'throughput: `profile.profile_model` (single thread, median of repeated runs after warm-up).']
+    if 'steps' in b:
+        L += ['', '## Where a training step goes', '', f"Measured by the same command. Bare PyTorch on {b['threads']} thread(s), batch 64, median of 10 after warm-up: one "
+              "training step (forward, backward, Adam), then the conv stack (with its CBAM where the model has one) and the two "
+              "LSTM layers alone, forward and backward. The parts are timed on their own, so they need not add up to the step: a "
+              "negative rest means they took longer alone than inside it. The last column is a fastai epoch above divided by its "
+              f"{b['train_batches']} training batches, so it also holds the validation pass and fastai's own per-batch work.", '',
+              '| model | step (ms) | conv stack (ms) | LSTM (ms) | rest of the step (ms) | fastai epoch / training batches (ms) |',
+              '|---|---|---|---|---|---|']
+        L += [f"| {m} | {t['step_ms']:.1f} | {t['conv_ms']:.1f} | {t['lstm_ms']:.1f} | {t['step_ms'] - t['conv_ms'] - t['lstm_ms']:.1f} | "
+              f"{1e3 * b['epoch_seconds'][m] / b['train_batches']:.1f} |" for m, t in b['steps'].items()]
     return '\n'.join(L) + '\n'
 
 @call_parse
@@ -103,7 +133,7 @@ def main(dataset: str = 'hapt',      # dataset name
     cmd = ' '.join(['python bench/run.py'] + sys.argv[1:])
     m = machine()
     b = dict(dataset=dataset, protocol=protocol, threads=threads, command=cmd, inference_command=cmd,
-             machine=f"{m['processor']}, {m['cpu_count']} cores, training on {m['device']}", versions=versions(),
+             machine=f"{m['cpu']} ({m['processor']}, torch's {m['cpu_capability']} kernels), {m['cpu_count']} cores, training on {m['device']}", versions=versions(),
              data=f"{len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test windows of "
                   f"{data.window} x {data.n_channels}, {data.n_classes} classes")
     if not matrix: b.update({k: old[k] for k in ('matrix', 'matrix_seconds', 'train_minutes', 'command') if k in old})
@@ -127,6 +157,8 @@ def main(dataset: str = 'hapt',      # dataset name
     else: b.update({k: old[k] for k in ('epoch_seconds', 'teacher_pass_seconds')})
     e = b['epoch_seconds']
     b['kd_ratio'] = e['RAB-KD'] / (e['LM'] + b['teacher_pass_seconds'])
+    b['train_batches'] = len(data.dls.train)
+    b['steps'] = {m: step_breakdown(m, data) for m in ('LM', 'LM-Att', 'MM', 'OM')}
     b['inference'] = {}
     for m in ('LM', 'LM-Att', 'MM', 'OM'):
         p = profile_model(get_model(m, data.n_channels, data.n_classes, data.window), data.window, data.n_channels)

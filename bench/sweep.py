@@ -1,12 +1,16 @@
-"""Sweep settings of one configuration (distillation alpha, T, beta; model options such as dropout) on VALIDATION macro F1.
+"""Sweep settings of one configuration (distillation alpha, T, beta; model options: dropout, attention sites) on VALIDATION macro F1.
 
-The teacher is the one a finished run saved (`RUN/models/<dataset>-<protocol>/<teacher>-seed0.pth`), so the sweep
-costs student trainings only. Every point is trained with the run's schedule and epochs; rows are appended to
-`OUT` (a CSV) as they finish, and a restarted sweep skips the points already there. Choose on `valid_f1`;
-`test_f1` is written for the record only.
+The teachers are those a finished run saved (`RUN/models/<dataset>-<protocol>/<teacher>-seed<k>.pth`; each seed
+gets the teacher it had in the matrix), so the sweep costs student trainings only. Every point is trained with the
+run's schedule and epochs; rows are appended to `OUT` (a CSV) as they finish, and a restarted sweep skips the points
+already there. Choose on `valid_f1`; `test_f1` is written for the record only.
 
     python bench/sweep.py runs/hapt-standard-oc30-s3 --config RAB-KD --seeds 2
     python bench/sweep.py runs/hapt-standard-oc30-s3 --config LM --grid "dropout=0; dropout=0.5" --seeds 2
+    python bench/sweep.py runs/hapt-standard-oc30-t15-s3 --config LM-Att --grid "sites=conv1; sites=conv2+conv4" --seeds 3
+
+A student whose attention sites differ from its teacher's cannot distil maps, so sweep `sites` for LM-Att or
+RB-KD-Att (OM has no attention), not for RAB-KD.
 """
 import json, time, warnings
 from pathlib import Path
@@ -18,30 +22,30 @@ from hark_nbdev.experiment import atomic_write
 
 warnings.filterwarnings('ignore', category=FutureWarning)
 GRID = 'T=1; T=2; T=4; alpha=0.1; alpha=0.9; beta=0; beta=10'   # around KD_DEFAULTS, one setting at a time
-KEYS = ('alpha', 'T', 'beta', 'dropout')
+KEYS = ('alpha', 'T', 'beta', 'dropout', 'sites')   # 'sites' takes conv names joined by '+'
 
 def parse_grid(grid: str) -> list:
-    "'T=1; alpha=0.1,T=4' -> [{'T': 1.0}, {'alpha': 0.1, 'T': 4.0}] (keys from KEYS)."
+    "'T=1; alpha=0.1,T=4; sites=conv1+conv4' -> [{'T': 1.0}, {'alpha': 0.1, 'T': 4.0}, {'sites': ('conv1', 'conv4')}] (keys from KEYS)."
     pts = []
     for p in filter(str.strip, grid.split(';')):
         kv = dict(item.split('=') for item in p.replace(' ', '').split(','))
         bad = set(kv) - set(KEYS)
         if bad: raise ValueError(f"unknown setting(s) {sorted(bad)} in {p!r}; sweepable: {KEYS}")
-        pts.append({k: float(v) for k, v in kv.items()})
+        pts.append({k: tuple(v.split('+')) if k == 'sites' else float(v) for k, v in kv.items()})
     return pts
 
-def load_teacher(run: Path, name: str, data, dataset: str, protocol: str):
-    "The teacher `name` (seed 0) that the run in folder `run` saved."
-    w = run/'models'/f'{dataset}-{protocol}'/f'{name}-seed0.pth'
+def load_teacher(run: Path, name: str, data, dataset: str, protocol: str, seed: int = 0):
+    "The teacher `name` of `seed` that the run in folder `run` saved."
+    w = run/'models'/f'{dataset}-{protocol}'/f'{name}-seed{seed}.pth'
     if not w.exists(): raise FileNotFoundError(f"no saved teacher at {w}: run the matrix (hark-run / bench/run.py) first")
-    model = build_learner(name, data, seed=0).model
+    model = build_learner(name, data, seed=seed).model
     model.load_state_dict(torch.load(w, map_location='cpu'))
     return model
 
 @call_parse
 def main(run: str,                    # finished run folder (its run.json gives dataset, protocol, schedule and epochs)
-         config: str = 'RAB-KD',      # configuration to sweep (a distilled one loads the run's seed-0 teacher)
-         grid: str = GRID,            # points 'key=value,key=value' separated by ';' (keys: alpha, T, beta, dropout)
+         config: str = 'RAB-KD',      # configuration to sweep (a distilled one loads the run's teacher of each seed)
+         grid: str = GRID,            # points 'key=value,key=value' separated by ';' (keys: alpha, T, beta, dropout, sites)
          seeds: int = 2,              # seeds per point (0..N-1)
          path: str = None,            # dataset folder (default: the run's)
          threads: int = 1,            # torch threads
@@ -53,15 +57,21 @@ def main(run: str,                    # finished run folder (its run.json gives 
     rows = pd.read_csv(out).to_dict('records') if out.exists() else []
     done = {(r['point'], r['seed']) for r in rows}
     data = get_data(a['dataset'], path=path or a['path'], protocol=a['protocol'])
-    teacher = load_teacher(run, TEACHER_OF[config], data, a['dataset'], a['protocol']) if TEACHER_OF.get(config) else None
+    teachers = {}
+    def teacher_of(seed):
+        "The run's teacher for students of `seed` (of `seed % teacher_seeds` where the run shared its teachers), or None."
+        if not TEACHER_OF.get(config): return None
+        k = seed % a['teacher_seeds'] if a.get('teacher_seeds') else seed
+        if k not in teachers: teachers[k] = load_teacher(run, TEACHER_OF[config], data, a['dataset'], a['protocol'], k)
+        return teachers[k]
     for pt in parse_grid(grid):
-        name = ','.join(f'{k}={v:g}' for k, v in pt.items())
+        name = ','.join(f"{k}={'+'.join(v) if k == 'sites' else format(v, 'g')}" for k, v in pt.items())
         for s in range(seeds):
             if (name, s) in done: continue
-            learn, info = train_config(config, data, teacher=teacher, epochs=a['epochs'], schedule=a.get('schedule', 'constant'),
+            learn, info = train_config(config, data, teacher=teacher_of(s), epochs=a['epochs'], schedule=a.get('schedule', 'constant'),
                                        patience=a.get('patience', 10), seed=s, quiet=True, **pt)
             r = dict(config=config, point=name, seed=s, alpha=info['alpha'], T=info['T'], beta=info['beta'],
-                     dropout=pt.get('dropout', 0.), valid_f1=info['valid_f1'],
+                     dropout=pt.get('dropout', 0.), sites='+'.join(learn.model.sites), valid_f1=info['valid_f1'],
                      test_f1=evaluate(learn, data)['f1_macro'], epochs=info['epochs'], best_epoch=info['best_epoch'],
                      seconds=round(info['train_seconds'], 1))
             rows.append(r); print(r, flush=True)

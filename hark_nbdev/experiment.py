@@ -6,7 +6,8 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/experiment.html.md"""
 
 # %% auto #0
 __all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'atomic_write', 'ResultsStore', 'parse_configs', 'seed_list',
-           'Runner', 'versions', 'machine', 'log_run', 'check_settings', 'summary_line', 'run_experiment', 'hark_run']
+           'Runner', 'versions', 'cpu_model', 'machine', 'log_run', 'check_settings', 'summary_line', 'run_experiment',
+           'hark_run']
 
 # %% ../nbs/31_experiment.ipynb #2a629bfb
 import json, os, platform, re, sys
@@ -179,12 +180,18 @@ def versions() -> dict:
     return dict(python=platform.python_version(), hark_nbdev=hark_nbdev.__version__, torch=torch.__version__, fastai=fastai.__version__,
                 fastcore=fastcore.__version__, numpy=np.__version__, pandas=pd.__version__, sklearn=sklearn.__version__)
 
+def cpu_model() -> str:
+    "The processor's model name (from /proc/cpuinfo on Linux), else what `platform` knows."
+    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): return platform.processor() or platform.machine()
+
 def machine() -> dict:
     "Where a result was trained: host, processor, torch threads and the training device (a GPU changes speed, not the protocol)."
     dev = default_device()
     gpu = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else None
-    return dict(host=platform.node(), processor=platform.machine(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                device=str(dev), gpu=gpu)
+    # the vector ISA picks the CPU kernels: the same seed can give other numbers on AVX2 and AVX-512 machines
+    return dict(host=platform.node(), processor=platform.machine(), cpu=cpu_model(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev), gpu=gpu)
 
 def log_run(out, args: dict, **status) -> list:
     "Append (or, with `status` only, update the last) invocation record in `out/run.json`; return all records."

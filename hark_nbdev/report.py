@@ -1,4 +1,4 @@
-"""The tables a paper needs from a run folder: mean ± std per configuration with its cost, the protocol behind the numbers, the study's targets checked, and the authors' published figures side by side.
+"""The tables a paper needs from a run folder: mean ± std per configuration with its cost, the protocol behind the numbers, the study's targets checked, gains over a baseline seed by seed, and the authors' published figures side by side.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/report.html.md"""
 
@@ -11,8 +11,8 @@ from .configs import CONFIGS, TEACHER_OF, TEACHERS
 from .experiment import summarize
 
 # %% auto #0
-__all__ = ['ORDER', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'authors_figures', 'versus_authors',
-           'md_table']
+__all__ = ['ORDER', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_gains', 'authors_figures',
+           'versus_authors', 'md_table']
 
 # %% ../nbs/33_report.ipynb #2294e072
 def pm(mean, std, scale=100, nd=2) -> str:
@@ -82,6 +82,20 @@ def check_targets(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
     if s['dataset'].iloc[0] in ('hapt', 'ucihar'):
         rows.append(('UCI HAR: RAB-KD macro F1 >= 95', f"{f1['RAB-KD']:.2f}", f1['RAB-KD'] >= 95))
     return pd.DataFrame(rows, columns=['target', 'measured', 'met']).astype({'met': bool})
+
+# %% ../nbs/33_report.ipynb #9b48999a
+def paired_gains(res: pd.DataFrame, base: str = 'LM', configs=ORDER[1:], dataset=None) -> pd.DataFrame:
+    "Macro F1 gain (points) of each of `configs` over `base` on the same seed: mean ± std, the gain per seed, and wins."
+    s = _summary(res, dataset); d = s['dataset'].iloc[0]
+    f1 = res[res['dataset'] == d].pivot_table(index='seed', columns='config', values='f1_macro', aggfunc='first') * 100
+    if base not in f1: raise ValueError(f"no rows of the baseline {base!r}; the results hold {list(s.index)}")
+    out = {}
+    for c in (c for c in configs if c in f1 and c != base):
+        g = (f1[c] - f1[base]).dropna()   # seeds that both configurations ran
+        if len(g): out[c] = {'seeds': len(g), 'gain (points)': pm(g.mean(), g.std(), scale=1),
+                             'per seed': ' / '.join(f'{v:+.2f}' for v in g), 'wins': f'{(g > 0).sum()} of {len(g)}'}
+    if not out: raise ValueError(f"no seed has both {base!r} and one of {list(configs)}")
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
 
 # %% ../nbs/33_report.ipynb #c36337d7
 _BASE = {'Opportunity': {'LM': (68.17, 74.49), 'MM': (72.16, 78.16), 'OM': (80.51, 84.75)},
