@@ -21,6 +21,7 @@ from hark_nbdev.profile import profile_model
 from hark_nbdev.plots import plot_all
 
 warnings.filterwarnings('ignore', category=FutureWarning)
+MODELS = ('LM', 'LM-Att', 'MM', 'OM')   # the models whose steps and inference are measured
 
 def epoch_seconds(data, epochs=3) -> dict:
     "Mean seconds per training epoch of every configuration (teachers untrained: their cost does not depend on weights)."
@@ -158,9 +159,9 @@ def main(dataset: str = 'hapt',      # dataset name
     e = b['epoch_seconds']
     b['kd_ratio'] = e['RAB-KD'] / (e['LM'] + b['teacher_pass_seconds'])
     b['train_batches'] = len(data.dls.train)
-    b['steps'] = {m: step_breakdown(m, data) for m in ('LM', 'LM-Att', 'MM', 'OM')}
+    b['steps'] = {m: step_breakdown(m, data) for m in MODELS}
     b['inference'] = {}
-    for m in ('LM', 'LM-Att', 'MM', 'OM'):
+    for m in MODELS:
         p = profile_model(get_model(m, data.n_channels, data.n_classes, data.window), data.window, data.n_channels)
         p['rss_before_mib'], p['peak_rss_mib'] = peak_rss_mib(m, data, threads)
         b['inference'][m] = {k: (v.item() if hasattr(v, 'item') else v) for k, v in p.items()}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd, torch
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
-from hark_nbdev.configs import TEACHER_OF, build_learner, train_config, evaluate
-from hark_nbdev.experiment import atomic_write
+from hark_nbdev.configs import TEACHER_OF, train_config, evaluate
+from hark_nbdev.experiment import atomic_write, ResultsStore, Runner
 
 warnings.filterwarnings('ignore', category=FutureWarning)
 GRID = 'T=1; T=2; T=4; alpha=0.1; alpha=0.9; beta=0; beta=10'   # around KD_DEFAULTS, one setting at a time
@@ -33,14 +33,6 @@ def parse_grid(grid: str) -> list:
         if bad: raise ValueError(f"unknown setting(s) {sorted(bad)} in {p!r}; sweepable: {KEYS}")
         pts.append({k: tuple(v.split('+')) if k == 'sites' else float(v) for k, v in kv.items()})
     return pts
-
-def load_teacher(run: Path, name: str, data, dataset: str, protocol: str, seed: int = 0):
-    "The teacher `name` of `seed` that the run in folder `run` saved."
-    w = run/'models'/f'{dataset}-{protocol}'/f'{name}-seed{seed}.pth'
-    if not w.exists(): raise FileNotFoundError(f"no saved teacher at {w}: run the matrix (hark-run / bench/run.py) first")
-    model = build_learner(name, data, seed=seed).model
-    model.load_state_dict(torch.load(w, map_location='cpu'))
-    return model
 
 @call_parse
 def main(run: str,                    # finished run folder (its run.json gives dataset, protocol, schedule and epochs)
@@ -57,13 +49,16 @@ def main(run: str,                    # finished run folder (its run.json gives 
     rows = pd.read_csv(out).to_dict('records') if out.exists() else []
     done = {(r['point'], r['seed']) for r in rows}
     data = get_data(a['dataset'], path=path or a['path'], protocol=a['protocol'])
-    teachers = {}
+    runner = Runner(data, ResultsStore(run), a['dataset'], a['protocol'], teacher_seeds=a.get('teacher_seeds'))
     def teacher_of(seed):
-        "The run's teacher for students of `seed` (of `seed % teacher_seeds` where the run shared its teachers), or None."
-        if not TEACHER_OF.get(config): return None
-        k = seed % a['teacher_seeds'] if a.get('teacher_seeds') else seed
-        if k not in teachers: teachers[k] = load_teacher(run, TEACHER_OF[config], data, a['dataset'], a['protocol'], k)
-        return teachers[k]
+        "The teacher that the run's matrix gave students of `seed`, loaded from RUN/models, or None."
+        name = TEACHER_OF.get(config)
+        if not name: return None
+        k = runner.teacher_seed(seed)
+        w = runner.model_file(name, k)
+        if not (w.exists() and w.with_suffix('.json').exists()):
+            raise FileNotFoundError(f"no saved teacher at {w}: run the matrix (hark-run / bench/run.py) first")
+        return runner.trained_teacher(name, k)[0]   # loads it (the files exist), once per teacher seed
     for pt in parse_grid(grid):
         name = ','.join(f"{k}={'+'.join(v) if k == 'sites' else format(v, 'g')}" for k, v in pt.items())
         for s in range(seeds):

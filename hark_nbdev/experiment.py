@@ -182,7 +182,7 @@ def versions() -> dict:
 
 def cpu_model() -> str:
     "The processor's model name (from /proc/cpuinfo on Linux), else what `platform` knows."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def machine() -> dict:
