@@ -54,7 +54,7 @@ TEACHER_OF = {k: r.teacher for k, r in CONFIGS.items()}
 TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the configurations that teach: OM, OM-Att
 
 # %% ../nbs/30_configs.ipynb #b996c3e5
-KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1)   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
+KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1, match='avg')   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 
@@ -87,7 +87,7 @@ def _check_config(config):
 
 # %% ../nbs/30_configs.ipynb #8588cfa7
 def build_learner(config: str, data, teacher=None, seed: int = 42, lr: float = 1e-3, alpha: float = None, T: float = None,
-                  beta: float = None, quiet: bool = False, path=None, **model_opts) -> Learner:
+                  beta: float = None, match: str = None, quiet: bool = False, path=None, **model_opts) -> Learner:
     "A fresh, seeded `Learner` for configuration `config` on `data` (a `HARData`); distilled configs need a trained `teacher`."
     _check_config(config)
     r = CONFIGS[config]
@@ -97,8 +97,9 @@ def build_learner(config: str, data, teacher=None, seed: int = 42, lr: float = 1
     cbs = []
     if r.teacher is None: cbs.append(TrainLossCallback())
     else:
-        hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta).items() if v is not None}}
-        cbs.append(DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0.))
+        hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
+        cbs.append(DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0.,
+                                        match=hp['match']))
     learn = Learner(data.dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
                     metrics=[F1Score(average='macro'), accuracy], cbs=cbs, path=path or tempfile.gettempdir())
     if quiet: quieten(learn)
@@ -145,7 +146,8 @@ def train_config(config: str, data, teacher=None, epochs: int = None, patience: 
     info = dict(config=config, schedule=schedule, lr=lr, epochs=len(f1), best_epoch=best, valid_f1=float(f1[best]), train_seconds=secs,
                 **_loss_info(learn))
     cb = getattr(learn, 'distillation', None)
-    info.update(alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan)
+    info.update(alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan,
+                match=cb.match if cb and cb.beta > 0 else '')   # the channel-matching rule, where maps are distilled
     return learn, info
 
 # %% ../nbs/30_configs.ipynb #4bbc2ad1

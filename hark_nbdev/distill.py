@@ -12,7 +12,7 @@ import pandas as pd
 from torch import nn
 from fastai.callback.core import Callback
 from fastai.learner import Metric
-from .losses import loss_terms, combine_terms, attention_loss
+from .losses import loss_terms, combine_terms, attention_loss, _check_match
 from .attention import clear_maps
 
 # %% auto #0
@@ -50,11 +50,12 @@ class DistillationCallback(Callback):
     columns = ('loss_ce', 'loss_kd', 'loss_att')
 
     def __init__(self, teacher: nn.Module, alpha: float, T: float, beta: float = 0., sites=None, show: bool = True,
-                 cache: bool = True):
+                 cache: bool = True, match: str = 'avg'):
         if not isinstance(teacher, nn.Module): raise TypeError(f"teacher must be a torch nn.Module, got {type(teacher).__name__}")
         _check_weights(alpha, T, beta)
         self.teacher, self.alpha, self.T, self.beta = teacher, alpha, T, beta
         self.sites = None if sites is None else list(sites)
+        _check_match(match); self.match = match      # how teacher channel maps meet the student's (see `match_channels`)
         self.show, self.history, self.last, self.cache = show, [], {}, cache
         self._t_logits = self._t_maps = self._s_maps = self._cache = None
         self.freeze_teacher()
@@ -106,7 +107,7 @@ def _check(self: DistillationCallback):
         for who, m, maps in (('student', model, s_maps), ('teacher', self.teacher, t_maps)):
             if not maps: raise ValueError(f"beta={self.beta} > 0 (attention distillation, RAB-KD) needs a {who} with attention "
                                           f"(CBAM) but the {who} {type(m).__name__} has no attention maps; use beta=0 (RB-KD)")
-        attention_loss(s_maps, t_maps, self.sites)   # raises on missing/no common sites and mismatching map shapes
+        attention_loss(s_maps, t_maps, self.sites, self.match)   # raises on missing/no common sites and mismatching map shapes
     clear_maps(model); clear_maps(self.teacher)
 
 @patch
@@ -175,7 +176,8 @@ def after_pred(self: DistillationCallback):
 def after_loss(self: DistillationCallback):
     "Replace the training loss by the distillation loss and accumulate its components."
     if not self.training or not len(self.yb): return
-    terms = loss_terms(self.pred, *self.yb, self._t_logits, self.alpha, self.T, self.beta, self._s_maps, self._t_maps, self.sites)
+    terms = loss_terms(self.pred, *self.yb, self._t_logits, self.alpha, self.T, self.beta, self._s_maps, self._t_maps, self.sites,
+                        self.match)
     self.learn.loss_grad = combine_terms(terms, self.alpha, self.beta)
     self.learn.loss = self.learn.loss_grad.detach().clone()
     n = len(self.yb[0])

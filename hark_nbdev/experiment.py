@@ -25,12 +25,13 @@ import hark_nbdev
 from .datasets import get_data
 from .profile import profile_model
 from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults
+from .models import DEFAULT_SITES, _check_sites
 
 # %% ../nbs/31_experiment.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
 RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy',                                  # test split
                      'params', 'trainable_params', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
-                     'epochs', 'max_epochs', 'schedule', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher',
+                     'epochs', 'max_epochs', 'schedule', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher', 'sites',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
@@ -106,15 +107,21 @@ def seed_list(seeds) -> list:
 # %% ../nbs/31_experiment.ipynb #12adcf1b
 def _slug(s): return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
 def _scalar(v): return v.item() if hasattr(v, 'item') else v
-def _untrained(name, data, seed): return build_learner(name, data, seed=seed).model
+def _untrained(name, data, seed, **opts): return build_learner(name, data, seed=seed, **opts).model
+def _has_attention(config): return CONFIGS[config].model.endswith('-Att')
 
 class Runner:
     "Train, evaluate, profile and store (config, seed) runs of one dataset in run folder `store.out`."
     def __init__(self, data, store: ResultsStore, dataset, protocol='standard', epochs=30, patience=10,
                  train_fn=train_config, evaluate_fn=evaluate, profile_fn=profile_model, model_fn=_untrained, teacher_seeds=None,
-                 schedule='one_cycle', teacher_epochs=None):
+                 schedule='one_cycle', teacher_epochs=None, sites=None):
         store_attr(); self.teachers = {}  # (name, seed) -> (model, info)
         self.teacher_epochs = teacher_epochs or epochs
+        self.sites = None if sites is None else _check_sites(sites)
+
+    def model_opts(self, config) -> dict:
+        "Model options for `config`: the run's attention `sites` if it set them and `config`'s model has CBAM, else none."
+        return dict(sites=self.sites) if self.sites and _has_attention(config) else {}
 
     def max_epochs(self, config) -> int:
         "The epoch budget of `config`: `teacher_epochs` for the teacher configurations, `epochs` for the rest."
@@ -127,7 +134,7 @@ class Runner:
     def train(self, config, seed, teacher=None):
         "Train `config` with `seed` (and `teacher`): (model, info)."
         learn, info = self.train_fn(config, self.data, teacher=teacher, epochs=self.max_epochs(config), patience=self.patience,
-                                    seed=seed, schedule=self.schedule)
+                                    seed=seed, schedule=self.schedule, **self.model_opts(config))
         return learn.model, dict(info)
 
     def trained_teacher(self, name, seed):
@@ -135,7 +142,7 @@ class Runner:
         if (name, seed) in self.teachers: return self.teachers[name, seed]
         w = self.model_file(name, seed); j = w.with_suffix('.json')
         if w.exists() and j.exists():
-            model = self.model_fn(name, self.data, seed)
+            model = self.model_fn(name, self.data, seed, **self.model_opts(name))
             model.load_state_dict(torch.load(w, map_location='cpu'))
             info = json.loads(j.read_text())
         else:
@@ -151,7 +158,8 @@ class Runner:
         row = dict(dataset=self.dataset, config=config, seed=seed, **self.evaluate_fn(model, d),
                    **self.profile_fn(model, d.window, d.n_channels))
         row.update({k: _scalar(v) for k, v in info.items() if np.isscalar(_scalar(v)) and k not in row})
-        row.update(max_epochs=self.max_epochs(config), schedule=self.schedule, teacher=teacher or '', protocol=self.protocol, split=p.get('split'),
+        row.update(max_epochs=self.max_epochs(config), schedule=self.schedule, teacher=teacher or '', sites='+'.join(getattr(model, 'sites', ())),
+                   protocol=self.protocol, split=p.get('split'),
                    window=d.window, step=p.get('step'), label=p.get('label'), data_seed=p.get('seed'),
                    n_train=len(d.train), n_valid=len(d.valid), n_test=len(d.test), n_classes=d.n_classes,
                    n_channels=d.n_channels, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -203,13 +211,15 @@ def log_run(out, args: dict, **status) -> list:
     with atomic_write(p) as f: json.dump({'runs': runs}, f, indent=1, default=str)
     return runs
 
-def check_settings(store: ResultsStore, dataset, protocol, epochs, schedule=None, teacher_epochs=None):
-    "Raise if `store` holds rows of `dataset` made with another protocol, schedule or epoch budget."
+def check_settings(store: ResultsStore, dataset, protocol, epochs, schedule=None, teacher_epochs=None, sites=None):
+    "Raise if `store` holds rows of `dataset` made with another protocol, schedule, epoch budget or attention sites."
     rows = store.rows(dataset)
     if not len(rows): return
     teacher = rows['config'].isin(TEACHERS)
+    att = rows['config'].map(lambda c: c in CONFIGS and _has_attention(c)).astype(bool)
     wants = dict(protocol=protocol, schedule=schedule,
-                 max_epochs=pd.Series(np.where(teacher, teacher_epochs or epochs, epochs), index=rows.index))
+                 max_epochs=pd.Series(np.where(teacher, teacher_epochs or epochs, epochs), index=rows.index),
+                 sites=pd.Series(np.where(att, '+'.join(_check_sites(sites or DEFAULT_SITES)), ''), index=rows.index))
     for col, want in wants.items():
         if col not in rows or want is None: continue
         other = rows.loc[(rows[col] != want) & rows[col].notna(), col]
@@ -227,16 +237,16 @@ def summary_line(rows: pd.DataFrame, dataset, n_configs, n_seeds, n_new, path) -
 
 def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds=1, epochs=None, out='results',
                    patience=10, progress=True, data_fn=get_data, teacher_seeds=None, schedule='one_cycle',
-                   teacher_epochs=None, **hooks) -> pd.DataFrame:
+                   teacher_epochs=None, sites=None, **hooks) -> pd.DataFrame:
     "Train, evaluate and profile `configs` x `seeds` on `dataset` into run folder `out`, resuming what is there."
     cfgs, seeds, out = parse_configs(configs), seed_list(seeds), Path(out)
     _, epochs = schedule_defaults(schedule, epochs=epochs)
     teacher_epochs = teacher_epochs or epochs
     store = ResultsStore(out)
-    check_settings(store, dataset, protocol, epochs, schedule, teacher_epochs)
+    check_settings(store, dataset, protocol, epochs, schedule, teacher_epochs, sites)
     log_run(out, dict(dataset=dataset, path=None if path is None else str(path), protocol=protocol, configs=cfgs,
                       seeds=seeds, epochs=epochs, teacher_epochs=teacher_epochs, schedule=schedule, patience=patience,
-                      teacher_seeds=teacher_seeds))
+                      teacher_seeds=teacher_seeds, sites=sites and list(_check_sites(sites))))
     # with shared teachers, the teacher configurations themselves have rows only for the seeds they are trained with
     plan = [(c, s) for s in seeds for c in cfgs if not (teacher_seeds and c in TEACHERS and s >= teacher_seeds)]
     todo = [(c, s) for c, s in plan if not store.done(dataset, c, s)]
@@ -245,7 +255,7 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
     try:
         if todo:
             runner = Runner(data_fn(dataset, path=path, protocol=protocol), store, dataset, protocol, epochs, patience,
-                            teacher_seeds=teacher_seeds, schedule=schedule, teacher_epochs=teacher_epochs, **hooks)
+                            teacher_seeds=teacher_seeds, schedule=schedule, teacher_epochs=teacher_epochs, sites=sites, **hooks)
             mb = master_bar(todo) if progress else todo
             for c, s in mb:
                 row = runner.run(c, s); n_new += 1
@@ -276,11 +286,12 @@ def hark_run(
     patience: int = 10,           # early-stopping patience in epochs (constant schedule only)
     out: str = 'results',         # run folder: results.csv, summary.csv, run.json, models/
     teacher_seeds: int = None,    # train teachers (OM, OM-Att) for this many seeds only and share them (seed % N); default: one per seed
+    sites: str = None,            # conv layers that get CBAM in LM-Att and OM-Att, joined by '+', e.g. conv3 (default: conv4)
     no_plots: bool = False,       # do not draw the study's figures into the run folder at the end
 ):
     "Train, evaluate and profile HAR configurations on a dataset; resumable; then draw the figures into `out`."
     run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
-                   schedule=schedule, teacher_epochs=teacher_epochs)
+                   schedule=schedule, teacher_epochs=teacher_epochs, sites=sites and sites.split('+'))
     if not no_plots:
         from .plots import plot_all   # imported here: `plots` builds on this module
         print('figures:', ', '.join(str(f) for f in plot_all(out, out)))

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['kd_loss', 'match_channels', 'channel_attention_loss', 'spatial_attention_loss', 'common_sites', 'attention_loss',
-           'loss_terms', 'combine_terms', 'distillation_loss']
+__all__ = ['CHANNEL_MATCHES', 'kd_loss', 'match_channels', 'channel_attention_loss', 'spatial_attention_loss', 'common_sites',
+           'attention_loss', 'loss_terms', 'combine_terms', 'distillation_loss']
 
 # %% ../nbs/20_losses.ipynb #65916c34
 def _check_logits(s: Tensor, t: Tensor):
@@ -39,23 +39,31 @@ def _check_channel_map(m: Tensor, who: str):
         raise ValueError(f"{who} channel map must have shape (B, C, 1, 1); got {tuple(m.shape)}")
 
 # %% ../nbs/20_losses.ipynb #1ed85dbc
-def match_channels(teacher_map: Tensor, n: int) -> Tensor:
-    "Average-pool a teacher channel map (B, C, 1, 1) over channels into `n` channels -> (B, n, 1, 1)."
-    _check_channel_map(teacher_map, 'teacher')
+CHANNEL_MATCHES = ('avg', 'sorted')   # how a teacher channel map is brought to the student's channel count
+
+def _check_match(match):
+    "Raise a clear error for an unknown channel-matching rule."
+    if match not in CHANNEL_MATCHES: raise ValueError(f"unknown channel matching {match!r}; choose one of {CHANNEL_MATCHES}")
+
+def match_channels(teacher_map: Tensor, n: int, match: str = 'avg') -> Tensor:
+    "Pool a teacher channel map (B, C, 1, 1) into `n` channels (B, n, 1, 1): in channel order ('avg') or sorted per sample ('sorted')."
+    _check_channel_map(teacher_map, 'teacher'); _check_match(match)
     b, c = teacher_map.shape[:2]
-    if n == c: return teacher_map
-    if not 0 < n < c:
+    if not 0 < n <= c:
         raise ValueError(f"cannot match a teacher channel map of {c} channels to {n} student channels: "
                          "the student must have between 1 and the teacher's number of channels")
-    return F.adaptive_avg_pool1d(teacher_map.reshape(b, 1, c), n).reshape(b, n, 1, 1)
+    t = teacher_map.reshape(b, 1, c)
+    if match == 'sorted': t = t.sort(dim=-1, descending=True).values
+    return t.reshape(b, c, 1, 1) if n == c else F.adaptive_avg_pool1d(t, n).reshape(b, n, 1, 1)
 
 # %% ../nbs/20_losses.ipynb #f6821418
-def channel_attention_loss(s: Tensor, t: Tensor) -> Tensor:
-    "L_CA: mean squared difference of channel maps (B, C, 1, 1); the teacher's channels are pooled to the student's."
-    _check_channel_map(s, 'student'); _check_channel_map(t, 'teacher')
+def channel_attention_loss(s: Tensor, t: Tensor, match: str = 'avg') -> Tensor:
+    "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's pooled to the student's channels by `match`."
+    _check_channel_map(s, 'student'); _check_channel_map(t, 'teacher'); _check_match(match)
     if s.shape[0] != t.shape[0]:
         raise ValueError(f"batch sizes differ: student channel map {tuple(s.shape)}, teacher {tuple(t.shape)}")
-    return F.mse_loss(s, match_channels(t.detach(), s.shape[1]))
+    if match == 'sorted': s = s.sort(dim=1, descending=True).values   # sorting passes gradients back to each channel
+    return F.mse_loss(s, match_channels(t.detach(), s.shape[1], match))
 
 # %% ../nbs/20_losses.ipynb #1433ff06
 def spatial_attention_loss(s: Tensor, t: Tensor) -> Tensor:
@@ -81,18 +89,19 @@ def common_sites(student_maps: dict, teacher_maps: dict, sites=None) -> list:
     return list(sites)
 
 # %% ../nbs/20_losses.ipynb #30470320
-def attention_loss(student_maps: dict, teacher_maps: dict, sites=None) -> tuple:
+def attention_loss(student_maps: dict, teacher_maps: dict, sites=None, match: str = 'avg') -> tuple:
     "(L_CA, L_SA) summed over `sites` (default: all common sites) of `{site: (channel_map, spatial_map)}` dicts."
     l_ca = l_sa = 0.
     for k in common_sites(student_maps, teacher_maps, sites):
         (cs, ss), (ct, st) = student_maps[k], teacher_maps[k]
-        l_ca = l_ca + channel_attention_loss(cs, ct)
+        l_ca = l_ca + channel_attention_loss(cs, ct, match)
         l_sa = l_sa + spatial_attention_loss(ss, st)
     return l_ca, l_sa
 
 # %% ../nbs/20_losses.ipynb #126d3532
 def loss_terms(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = None, alpha: float = 1., T: float = 1.,
-               beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None) -> dict:
+               beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None,
+               match: str = 'avg') -> dict:
     "Unweighted terms {'ce','kd','ca','sa'}; a term whose weight (`1-alpha` for kd, `beta` for ca/sa) is 0 is None."
     if not 0 <= alpha <= 1: raise ValueError(f"alpha weights the hard loss and must be in [0, 1], got {alpha}")
     if beta < 0: raise ValueError(f"beta must be >= 0, got {beta}")
@@ -104,7 +113,7 @@ def loss_terms(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = 
         if not student_maps or not teacher_maps:
             raise ValueError(f"beta={beta} > 0 needs attention maps from student and teacher; got "
                              f"student sites {sorted(student_maps or {})}, teacher sites {sorted(teacher_maps or {})}")
-        res['ca'], res['sa'] = attention_loss(student_maps, teacher_maps, sites)
+        res['ca'], res['sa'] = attention_loss(student_maps, teacher_maps, sites, match)
     return res
 
 # %% ../nbs/20_losses.ipynb #a20c3a56
@@ -117,7 +126,8 @@ def combine_terms(terms: dict, alpha: float, beta: float) -> Tensor:
 
 # %% ../nbs/20_losses.ipynb #5a3733ba
 def distillation_loss(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = None, alpha: float = 1.,
-                      T: float = 1., beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None) -> Tensor:
+                      T: float = 1., beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None,
+                      match: str = 'avg') -> Tensor:
     "Total loss `L = alpha*CE + (1-alpha)*T^2*KL + beta*(L_CA + L_SA)` (alpha weights the hard loss)."
-    terms = loss_terms(student_logits, target, teacher_logits, alpha, T, beta, student_maps, teacher_maps, sites)
+    terms = loss_terms(student_logits, target, teacher_logits, alpha, T, beta, student_maps, teacher_maps, sites, match)
     return combine_terms(terms, alpha, beta)
