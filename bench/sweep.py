@@ -67,9 +67,10 @@ def main(run: str,                    # finished run folder (its run.json gives 
             if (name, s) in done: continue
             learn, info = train_config(config, data, teacher=teacher_of(s), epochs=a['epochs'], schedule=a.get('schedule', 'constant'),
                                        patience=a.get('patience', 10), seed=s, quiet=True, **{**runner.model_opts(config), **pt})
+            ev = evaluate(learn, data)
             r = dict(config=config, point=name, seed=s, alpha=info['alpha'], T=info['T'], beta=info['beta'], match=info.get('match', ''),
                      dropout=pt.get('dropout', 0.), sites='+'.join(learn.model.sites), valid_f1=info['valid_f1'],
-                     test_f1=evaluate(learn, data)['f1_macro'], epochs=info['epochs'], best_epoch=info['best_epoch'],
+                     test_f1=ev['f1_macro'], pred_classes=ev['pred_classes'], epochs=info['epochs'], best_epoch=info['best_epoch'],
                      seconds=round(info['train_seconds'], 1))
             rows.append(r); print(r, flush=True)
             with atomic_write(out) as f: pd.DataFrame(rows).to_csv(f, index=False)

@@ -162,10 +162,10 @@ def predict(model: nn.Module, dl) -> tuple:
     return torch.cat(preds).numpy(), torch.cat(ys).numpy()
 
 def evaluate(learn_or_model, data) -> dict:
-    "Macro F1, weighted F1 and accuracy on the TEST split of `data`."
+    "Macro F1, weighted F1, accuracy and the number of distinct predicted classes on the TEST split of `data`."
     model = getattr(learn_or_model, 'model', learn_or_model)
     if not len(data.test): raise ValueError("the test split has no windows")
     p, y = predict(model, data.test_dl())
     return dict(f1_macro=float(f1_score(y, p, average='macro', zero_division=0)),
                 f1_weighted=float(f1_score(y, p, average='weighted', zero_division=0)),
-                accuracy=float(accuracy_score(y, p)))
+                accuracy=float(accuracy_score(y, p)), pred_classes=len(np.unique(p)))

@@ -29,7 +29,7 @@ from .models import DEFAULT_SITES, _check_sites
 
 # %% ../nbs/31_experiment.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
-RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy',                                  # test split
+RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
                      'params', 'trainable_params', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
                      'epochs', 'max_epochs', 'schedule', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher', 'sites',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
@@ -260,6 +260,7 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
             for c, s in mb:
                 row = runner.run(c, s); n_new += 1
                 msg = f"{c} seed {s}: F1 {100*row['f1_macro']:.2f}, accuracy {100*row['accuracy']:.2f}, {row['epochs']} epochs"
+                if row.get('pred_classes') == 1: msg += ', predicts ONE class for every test window (a collapsed training?)'
                 mb.write(msg) if progress else print(msg)
     except KeyboardInterrupt:
         log_run(out, None, interrupted=datetime.now(timezone.utc).isoformat(timespec='seconds'), rows_trained=n_new)
