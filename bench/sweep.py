@@ -68,7 +68,7 @@ def main(run: str,                    # finished run folder (its run.json gives 
             learn, info = train_config(config, data, teacher=teacher_of(s), epochs=a['epochs'], schedule=a.get('schedule', 'constant'),
                                        patience=a.get('patience', 10), seed=s, quiet=True, **{**runner.model_opts(config), **pt})
             ev = evaluate(learn, data)
-            r = dict(config=config, point=name, seed=s, alpha=info['alpha'], T=info['T'], beta=info['beta'], match=info.get('match', ''),
+            r = dict(config=config, point=name, seed=s, alpha=info['alpha'], T=info['T'], beta=info['beta'], match=info['match'],
                      dropout=pt.get('dropout', 0.), sites='+'.join(learn.model.sites), valid_f1=info['valid_f1'],
                      test_f1=ev['f1_macro'], pred_classes=ev['pred_classes'], epochs=info['epochs'], best_epoch=info['best_epoch'],
                      seconds=round(info['train_seconds'], 1))
