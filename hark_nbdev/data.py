@@ -17,8 +17,9 @@ from fastai.torch_core import default_device
 
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
-           'split_recordings', 'subject_split', 'valid_split', 'assert_disjoint', 'random_split', 'Normalizer',
-           'WindowDataset', 'WindowDL', 'window_dl', 'HARData', 'synthetic_data']
+           'split_recordings', 'subject_split', 'pick_valid_subjects', 'valid_split', 'assert_disjoint', 'random_split',
+           'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl', 'HARData',
+           'synthetic_data']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -177,13 +178,24 @@ def subject_split(ws:WindowSet, test_subjects, valid_subjects=()) -> dict:
     if (te & va).any(): raise ValueError(f"subjects {sorted(set(test_subjects) & set(valid_subjects))} are both test and valid subjects")
     return dict(train=ws.subset(~(te | va)), valid=ws.subset(va), test=ws.subset(te))
 
-def valid_split(train:WindowSet, valid_subjects=None, valid_frac=0.15, seed=42):
+def pick_valid_subjects(subjects,         # the training subjects to choose from
+                        valid_frac=0.15,  # fraction of them to hold out (at least one, never all)
+                        seed=42,          # seed of the draw
+                       ) -> list:
+    "The sorted validation subjects `valid_split` holds out of `subjects` when none are listed: a seeded `valid_frac` of them."
+    subs = sorted(int(s) for s in subjects)
+    if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
+    k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
+    return sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+
+def valid_split(train:WindowSet,     # the training windows
+                valid_subjects=None, # the training subjects to hold out (default: `pick_valid_subjects`)
+                valid_frac=0.15,     # fraction of training subjects to hold out when `valid_subjects` is None
+                seed=42,             # seed of that draw
+               ):
     "Hold out TRAINING subjects (`valid_subjects`, else a seeded `valid_frac` of them) for validation -> (train, valid)."
     subs = train.subjects
-    if valid_subjects is None:
-        if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
-        k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
-        valid_subjects = sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+    if valid_subjects is None: valid_subjects = pick_valid_subjects(subs, valid_frac, seed)
     missing = set(valid_subjects) - set(subs)
     if missing: raise ValueError(f"validation subjects {sorted(missing)} are not training subjects {subs}")
     va = _by_subjects(train, valid_subjects)
@@ -215,6 +227,42 @@ def random_split(ws:WindowSet, fracs=(0.7, 0.15, 0.15), seed=42) -> dict:
     tr, rest = _stratified(idx, ws.y, round(1 - fracs[0], 6), seed)
     va, te = _stratified(rest, ws.y[rest], round(fracs[2] / (fracs[1] + fracs[2]), 6), seed)
     return dict(train=ws.subset(np.sort(tr)), valid=ws.subset(np.sort(va)), test=ws.subset(np.sort(te)))
+
+# %% ../nbs/00_data.ipynb #f01d5a02
+def _fold_tests(subs, folds, seed) -> list:
+    "The test subjects of each fold: one subject each for 'loso', else the test groups of a shuffled `KFold` over `subs`."
+    from sklearn.model_selection import KFold
+    if folds == 'loso': return [[s] for s in subs]
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be 'loso' or an integer K >= 2 (subject-wise K-fold), got {folds!r}")
+    if folds > len(subs): raise ValueError(f"folds={folds} asks for more folds than the {len(subs)} subjects {subs}")
+    return [sorted(np.asarray(subs)[te].tolist()) for _, te in KFold(int(folds), shuffle=True, random_state=seed).split(subs)]
+
+def subject_folds(ws:WindowSet,     # windows with their subjects
+                  folds,            # K (subject-wise K-fold, K >= 2) or 'loso' (leave one subject out)
+                  seed=42,          # seed of the K-fold shuffle and of each fold's validation draw
+                  valid_frac=0.15,  # fraction of each fold's training subjects held out for validation
+                 ) -> list:
+    "Subject-wise folds of `ws`: a dict per fold with its index and sorted `train`, `valid` and `test` subjects."
+    subs = ws.subjects
+    if len(subs) < 3: raise ValueError(f"subject-wise folds (folds={folds!r}) need windows of >= 3 subjects (train, valid, test); "
+                                       f"these have subject(s) {subs} only")
+    out = []
+    for i, test in enumerate(_fold_tests(subs, folds, seed)):
+        rest = [s for s in subs if s not in test]
+        try: valid = pick_valid_subjects(rest, valid_frac, seed)
+        except ValueError as e:
+            raise ValueError(f"fold {i} of folds={folds!r} (test subjects {test}) cannot hold out validation subjects: {e}") from e
+        out.append(dict(fold=i, train=[s for s in rest if s not in valid], valid=valid, test=test))
+    return out
+
+def fold_split(ws:WindowSet,  # the windows `folds` was made from
+               fold:dict,     # one fold of `subject_folds`
+              ) -> dict:
+    "The train/valid/test windows of one fold of `subject_folds` (checked disjoint by subject)."
+    sp = subject_split(ws, fold['test'], fold['valid'])
+    assert_disjoint(sp)
+    return sp
 
 # %% ../nbs/00_data.ipynb #e5d53bfd
 class Normalizer:
