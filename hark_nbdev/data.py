@@ -1,4 +1,4 @@
-"""Containers, windowing, splits, train-only normalisation, fastai `DataLoaders` and the dataset cache for HAR data.
+"""Containers, windowing, splits, train-only normalisation, and fastai `DataLoaders` for HAR data.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/data.html.md"""
 
@@ -6,9 +6,8 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #7eff4f7a
 from __future__ import annotations
-import os, random, shutil, hashlib, warnings, zipfile, tarfile, urllib.request
+import random, warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 import numpy as np, torch
 from fastcore.basics import store_attr
@@ -18,10 +17,9 @@ from fastai.torch_core import default_device
 
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
-           'split_recordings', 'subject_split', 'valid_split', 'assert_disjoint', 'random_split', 'Normalizer',
-           'WindowDataset', 'WindowDL', 'window_dl', 'HARDataLoaders', 'check_count', 'drop_untrained_classes',
-           'HARData', 'format_report', 'synthetic_data', 'cache_dir', 'missing_files', 'find_root', 'expected_layout',
-           'download_dataset', 'resolve_path']
+           'split_recordings', 'subject_split', 'pick_valid_subjects', 'valid_split', 'assert_disjoint', 'random_split',
+           'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl', 'HARDataLoaders',
+           'check_count', 'drop_untrained_classes', 'HARData', 'format_report', 'synthetic_data']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -180,13 +178,24 @@ def subject_split(ws:WindowSet, test_subjects, valid_subjects=()) -> dict:
     if (te & va).any(): raise ValueError(f"subjects {sorted(set(test_subjects) & set(valid_subjects))} are both test and valid subjects")
     return dict(train=ws.subset(~(te | va)), valid=ws.subset(va), test=ws.subset(te))
 
-def valid_split(train:WindowSet, valid_subjects=None, valid_frac=0.15, seed=42):
+def pick_valid_subjects(subjects,         # the training subjects to choose from
+                        valid_frac=0.15,  # fraction of them to hold out (at least one, never all)
+                        seed=42,          # seed of the draw
+                       ) -> list:
+    "The sorted validation subjects `valid_split` holds out of `subjects` when none are listed: a seeded `valid_frac` of them."
+    subs = sorted(int(s) for s in subjects)
+    if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
+    k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
+    return sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+
+def valid_split(train:WindowSet,     # the training windows
+                valid_subjects=None, # the training subjects to hold out (default: `pick_valid_subjects`)
+                valid_frac=0.15,     # fraction of training subjects to hold out when `valid_subjects` is None
+                seed=42,             # seed of that draw
+               ):
     "Hold out TRAINING subjects (`valid_subjects`, else a seeded `valid_frac` of them) for validation -> (train, valid)."
     subs = train.subjects
-    if valid_subjects is None:
-        if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
-        k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
-        valid_subjects = sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+    if valid_subjects is None: valid_subjects = pick_valid_subjects(subs, valid_frac, seed)
     missing = set(valid_subjects) - set(subs)
     if missing: raise ValueError(f"validation subjects {sorted(missing)} are not training subjects {subs}")
     va = _by_subjects(train, valid_subjects)
@@ -218,6 +227,42 @@ def random_split(ws:WindowSet, fracs=(0.7, 0.15, 0.15), seed=42) -> dict:
     tr, rest = _stratified(idx, ws.y, round(1 - fracs[0], 6), seed)
     va, te = _stratified(rest, ws.y[rest], round(fracs[2] / (fracs[1] + fracs[2]), 6), seed)
     return dict(train=ws.subset(np.sort(tr)), valid=ws.subset(np.sort(va)), test=ws.subset(np.sort(te)))
+
+# %% ../nbs/00_data.ipynb #f01d5a02
+def _fold_tests(subs, folds, seed) -> list:
+    "The test subjects of each fold: one subject each for 'loso', else the test groups of a shuffled `KFold` over `subs`."
+    from sklearn.model_selection import KFold
+    if folds == 'loso': return [[s] for s in subs]
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be 'loso' or an integer K >= 2 (subject-wise K-fold), got {folds!r}")
+    if folds > len(subs): raise ValueError(f"folds={folds} asks for more folds than the {len(subs)} subjects {subs}")
+    return [sorted(np.asarray(subs)[te].tolist()) for _, te in KFold(int(folds), shuffle=True, random_state=seed).split(subs)]
+
+def subject_folds(ws:WindowSet,     # windows with their subjects
+                  folds,            # K (subject-wise K-fold, K >= 2) or 'loso' (leave one subject out)
+                  seed=42,          # seed of the K-fold shuffle and of each fold's validation draw
+                  valid_frac=0.15,  # fraction of each fold's training subjects held out for validation
+                 ) -> list:
+    "Subject-wise folds of `ws`: a dict per fold with its index and sorted `train`, `valid` and `test` subjects."
+    subs = ws.subjects
+    if len(subs) < 3: raise ValueError(f"subject-wise folds (folds={folds!r}) need windows of >= 3 subjects (train, valid, test); "
+                                       f"these have subject(s) {subs} only")
+    out = []
+    for i, test in enumerate(_fold_tests(subs, folds, seed)):
+        rest = [s for s in subs if s not in test]
+        try: valid = pick_valid_subjects(rest, valid_frac, seed)
+        except ValueError as e:
+            raise ValueError(f"fold {i} of folds={folds!r} (test subjects {test}) cannot hold out validation subjects: {e}") from e
+        out.append(dict(fold=i, train=[s for s in rest if s not in valid], valid=valid, test=test))
+    return out
+
+def fold_split(ws:WindowSet,  # the windows `folds` was made from
+               fold:dict,     # one fold of `subject_folds`
+              ) -> dict:
+    "The train/valid/test windows of one fold of `subject_folds` (checked disjoint by subject)."
+    sp = subject_split(ws, fold['test'], fold['valid'])
+    assert_disjoint(sp)
+    return sp
 
 # %% ../nbs/00_data.ipynb #e5d53bfd
 class Normalizer:
@@ -393,100 +438,3 @@ def synthetic_data(n=600, n_classes=3, window=32, n_channels=6, n_subjects=6, se
                  split=f'test subject {n_subjects - 1}, valid subject {n_subjects - 2}', seed=seed)
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], [f'class{i}' for i in range(n_classes)],
                                 [f'ch{i}' for i in range(n_channels)], 50., proto, bs=bs, seed=seed)
-
-# %% ../nbs/00_data.ipynb #bc4dd364
-def cache_dir() -> Path:
-    "Root of the dataset cache: `$HARK_CACHE` or `~/.hark/data`."
-    return Path(os.environ.get('HARK_CACHE') or '~/.hark/data').expanduser()
-
-def missing_files(folder, files) -> list:
-    "The patterns of `files` with no match in `folder`."
-    folder = Path(folder)
-    return [f for f in (files or []) if not any(folder.glob(f))]
-
-def find_root(folder, spec:DatasetSpec, depth=1):
-    "`folder` if it holds all `spec.files`, else such a sub-folder up to `depth` levels down, else None."
-    folder = Path(folder)
-    if not folder.is_dir(): return None
-    if not missing_files(folder, spec.files): return folder
-    if depth <= 0 or not spec.files: return None
-    subs = sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: (not d.name.startswith(spec.name), d.name))
-    return next((r for d in subs if (r := find_root(d, spec, depth - 1)) is not None), None)
-
-# %% ../nbs/00_data.ipynb #6160721b
-def expected_layout(spec:DatasetSpec) -> str:
-    "Human-readable description of where to put `spec`'s files."
-    files = ', '.join(spec.files or []) or '(any files the reader understands)'
-    return (f"Put the {spec.name} files in a folder and pass it as --path (path=...), or set HARK_DATA to that folder "
-            f"or to a parent folder holding it as '{spec.name}/'; the folder must contain: {files}")
-
-def _sha256(p):
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
-def _extract(arch, dest):
-    "Extract archive `arch` into `dest`, then any zip found inside (nested archives, e.g. UCI HAR's)."
-    shutil.unpack_archive(str(arch), str(dest))
-    for _ in range(2):                                      # two levels of nesting are plenty
-        inner = [z for z in Path(dest).rglob('*.zip') if not z.with_suffix('').exists()]
-        for z in inner: shutil.unpack_archive(str(z), str(z.with_suffix('')))
-        if not inner: break
-
-# %% ../nbs/00_data.ipynb #1503b373
-def download_dataset(spec:DatasetSpec, timeout=60) -> Path:
-    "Download `spec.url` into the cache with fastdownload, extract, check files and sha256; return the dataset folder."
-    from fastdownload import download_url
-    base = cache_dir()
-    arch = base/'archive'/spec.url.rstrip('/').split('/')[-1].split('?')[0]
-    arch.parent.mkdir(parents=True, exist_ok=True)
-    if not arch.exists(): download_url(spec.url, arch, timeout=timeout, show_progress=False)
-    sha = dict(spec.sha256 or {})
-    if arch.name in sha and _sha256(arch) != sha.pop(arch.name):
-        arch.unlink(); raise RuntimeError(f"{spec.url}: sha256 of the downloaded {arch.name} does not match; file removed, try again")
-    tmp, dest = base/f'{spec.name}.partial', base/spec.name
-    shutil.rmtree(tmp, ignore_errors=True)
-    if zipfile.is_zipfile(arch) or tarfile.is_tarfile(arch): _extract(arch, tmp)
-    else: tmp.mkdir(parents=True); shutil.copy(arch, tmp/arch.name)    # a plain data file
-    root = find_root(tmp, spec, depth=2)
-    if root is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"{spec.url}: the archive lacks {missing_files(tmp, spec.files)}; {expected_layout(spec)}")
-    bad = [f for f, h in sha.items() if not (root/f).exists() or _sha256(root/f) != h]
-    if bad:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"{spec.url}: sha256 mismatch or missing for {bad}")
-    shutil.rmtree(dest, ignore_errors=True); tmp.rename(dest)   # only complete, checked data enters the cache
-    return find_root(dest, spec, depth=2)
-
-# %% ../nbs/00_data.ipynb #330de01f
-def _spec(spec):
-    if isinstance(spec, DatasetSpec): return spec
-    from hark_nbdev.datasets import DATASETS                  # lazy: datasets builds on this module
-    if spec not in DATASETS: raise ValueError(f"unknown dataset {spec!r}; valid names: {sorted(DATASETS)}")
-    return DATASETS[spec]
-
-def resolve_path(spec, path=None, download=True) -> Path:
-    "Dataset folder for `spec` (a DatasetSpec or registered name): `path` > env HARK_DATA > cache > download."
-    spec = _spec(spec)
-    if path is not None:
-        root = find_root(Path(path).expanduser(), spec)
-        if root is None:
-            why = 'does not exist' if not Path(path).expanduser().exists() else f"lacks {missing_files(Path(path).expanduser(), spec.files)}"
-            raise FileNotFoundError(f"{path} {why}. {expected_layout(spec)}")
-        return root
-    env = os.environ.get('HARK_DATA')
-    if env:
-        env = Path(env).expanduser()
-        # the named sub-folders first: a recursive pattern ('**/x.txt') would also match from the parent itself
-        cands = [(env/spec.name, 1)] + [(d, 1) for d in sorted(env.glob(spec.name + '-*'))] + ([(env, 0)] if spec.files else [])
-        for d, depth in cands:
-            if (root := find_root(d, spec, depth)) is not None: return root
-    if (root := find_root(cache_dir()/spec.name, spec, depth=2)) is not None: return root
-    where = f"HARK_DATA={env}, " if env else "HARK_DATA unset, "
-    where += f"cache {cache_dir()/spec.name}"
-    if not (spec.url and download): raise FileNotFoundError(f"no local copy of {spec.name} ({where}) and no download URL. {expected_layout(spec)}")
-    try: return download_dataset(spec)
-    except (OSError, ValueError) as e:   # URLError is an OSError: offline, DNS failure, missing file:// target
-        raise RuntimeError(f"no local copy of {spec.name} ({where}) and downloading {spec.url} failed ({e}). {expected_layout(spec)}") from e
