@@ -335,9 +335,10 @@ class HARDataLoaders(DataLoaders):
 
 # %% ../nbs/00_data.ipynb #1c777af7
 def check_count(name, value, low=1):
-    "Raise a one-line `ValueError` unless `value` is an integer >= `low`; `name` is the option as the user wrote it."
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    "`value` as an int; a one-line `TypeError` (not an integer) or `ValueError` (below `low`) naming option `name` otherwise."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {low}, got {type(value).__name__} {value!r}")
+    if value < low: raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 def drop_untrained_classes(train:WindowSet, valid:WindowSet, test:WindowSet, classes, report:dict=None) -> tuple:

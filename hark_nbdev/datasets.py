@@ -6,12 +6,12 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/datasets.html.md"""
 
 # %% ../nbs/06_datasets.ipynb #c3b2b560
 from __future__ import annotations
-import json as _json
+import os, json as _json
 import numpy as np
 from fastcore.script import call_parse
 try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
 except ImportError: CliError = SystemExit   # older fastcore
-from .data import SPLITS, DatasetSpec, HARData, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split
+from .data import SPLITS, DatasetSpec, HARData, check_count, format_report, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split
 from .fetch import resolve_path
 from . import ucihar, wisdm, opportunity, sensors
 
@@ -38,9 +38,18 @@ def get_spec(name) -> DatasetSpec:
 # %% ../nbs/06_datasets.ipynb #4768e526
 PROTOCOL_KEYS = ('label', 'pure', 'test_subjects', 'valid_subjects', 'valid_frac', 'split', 'fracs')
 
+def _subject_list(key, v):
+    "`v` (a protocol's test or validation subjects) as a list of ints; a one-line `TypeError` naming `key` otherwise."
+    if v is None: return v
+    if isinstance(v, (str, bytes)) or not hasattr(v, '__iter__') or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in v):
+        raise TypeError(f"{key} must be a list of subject ids (integers), got {v!r}")
+    return [int(s) for s in v]
+
 def protocol_params(spec:DatasetSpec, protocol='standard', window=None, step=None, **opts) -> dict:
     "Protocol parameters for `spec`: the spec's defaults, overridden by `window`, `step` and protocol keys in `opts`."
     if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+    if window is not None: check_count('window', window)   # 0 is a mistake, not "the default"
+    if step is not None: check_count('step', step)
     p = dict(getattr(spec, protocol) or {})
     if protocol == 'standard' and not p: raise ValueError(f"{spec.name} defines no standard protocol; use protocol='paper'")
     if protocol == 'paper':                                 # the authors' recipe unless the spec says otherwise
@@ -50,12 +59,14 @@ def protocol_params(spec:DatasetSpec, protocol='standard', window=None, step=Non
     for k in list(opts):
         if k in PROTOCOL_KEYS: p[k] = opts.pop(k)
     p['opts'].update(opts)                                  # the rest are reader options
+    for k in ('test_subjects', 'valid_subjects'):
+        if k in p: p[k] = _subject_list(k, p[k])
     w0 = p.get('window')
     if window is not None and w0 and step is None and p.get('step'):
         step = max(1, round(window * p['step'] / w0))       # keep the spec's overlap ratio for a new window
-    p['window'] = window or w0
+    p['window'] = w0 if window is None else window
     if not p['window']: raise ValueError(f"{spec.name}: no window length given and the spec has none")
-    p['step'] = step or p.get('step') or p['window']
+    p['step'] = step if step is not None else (p.get('step') or p['window'])
     p.setdefault('label', 'last'); p.setdefault('pure', False)
     return p
 
@@ -67,6 +78,12 @@ def _valid_from_train(sp, p, seed):
     if len(sp['valid']): return sp, ''
     sp['train'], sp['valid'] = valid_split(sp['train'], p.get('valid_subjects'), p.get('valid_frac', 0.15), seed)
     return sp, f"; valid subjects {sp['valid'].subjects} held out of training"
+
+def _check_subjects(ws, p, name):
+    "Raise if the protocol names test or validation subjects that have no window in the data (a typo, or a partial copy)."
+    for k in ('test_subjects', 'valid_subjects'):
+        missing = sorted(set(p.get(k) or ()) - set(ws.subjects))
+        if missing: raise ValueError(f"{k} {missing} are not subjects of {name}: its windows have subjects {ws.subjects}")
 
 def make_splits(src, p:dict, seed=42, report:dict=None):
     "Window `src` and split it by protocol parameters `p` -> ({'train','valid','test'}: WindowSet, description)."
@@ -91,19 +108,28 @@ def make_splits(src, p:dict, seed=42, report:dict=None):
         return sp, f"by recording with {getattr(split, '__name__', 'split')}{d}"
     if p.get('test_subjects') is None: raise ValueError(f"{src.name}: the protocol needs test_subjects, split=callable or split='random'")
     ws = _window(src.recordings, p, report)
+    _check_subjects(ws, p, src.name)
     sp = subject_split(ws, p['test_subjects'], p.get('valid_subjects') or ())
     sp, d = _valid_from_train(sp, p, seed)
     assert_disjoint(sp)
     return sp, f"test subjects {sp['test'].subjects}; valid subjects {sp['valid'].subjects}{d and ' (held out of training)'}"
 
 # %% ../nbs/06_datasets.ipynb #71495563
+def _check_options(path, bs, seed):
+    "One-line errors for options of the wrong type or range, before any data is read."
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a dataset folder (str or Path), got {type(path).__name__} {path!r}")
+    check_count('bs', bs); check_count('seed', seed, 0)
+
 def get_data(name, path=None, protocol='standard', window=None, step=None, seed=42, bs=64, **opts) -> HARData:
     "A normalised `HARData` for dataset `name` under `protocol` ('standard' | 'paper'); `opts` override protocol keys or go to the reader."
     spec = get_spec(name)
+    _check_options(path, bs, seed)
     p = protocol_params(spec, protocol, window, step, **opts)
     src = spec.read(resolve_path(spec, path), **p['opts'])
     report = dict(src.report)
     sp, desc = make_splits(src, p, seed, report)
+    if not len(sp['test']): raise ValueError(f"{spec.name}: the test split has no windows ({desc})")
     proto = dict(dataset=spec.name, protocol=protocol, window=p['window'], step=p['step'], label=p['label'],
                  pure=p['pure'], split=desc, seed=seed, opts=p['opts'])
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], src.classes, src.channels, src.rate or spec.rate,
@@ -123,8 +149,7 @@ def format_summary(s:dict) -> str:
     lines = [f"{s['dataset']} ({s['protocol']} protocol): {s['channels']} channels at {s['rate']:g} Hz, "
              f"windows of {s['window']} samples every {s['step']}, label={s['label']}",
              f"split: {s['split']}",
-             f"parse report: {s['skipped_lines']} lines skipped, {s['repaired_lines']} repaired; windows dropped: "
-             + ', '.join(f"{k.replace('_windows', '')} {v}" for k, v in s['dropped_windows'].items())]
+             format_report(s)]
     w = max(len(c) for c in s['classes'] + ['windows'])
     lines.append(f"{'':{w}}  " + ''.join(f"{k:>8}" for k in SPLITS))
     lines.append(f"{'windows':{w}}  " + ''.join(f"{s[k + '_windows']:>8}" for k in SPLITS))
