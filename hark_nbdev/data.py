@@ -18,8 +18,8 @@ from fastai.torch_core import default_device
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
            'split_recordings', 'subject_split', 'pick_valid_subjects', 'valid_split', 'assert_disjoint', 'random_split',
-           'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl', 'HARData',
-           'synthetic_data']
+           'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl', 'HARDataLoaders',
+           'check_count', 'drop_untrained_classes', 'HARData', 'format_report', 'synthetic_data']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -289,8 +289,12 @@ class Normalizer:
 
 # %% ../nbs/00_data.ipynb #f186ef42
 class WindowDataset(torch.utils.data.TensorDataset):
-    "The (X, y) tensors of a `WindowSet`; `new_empty` lets `Learner.export` save a Learner without its data."
-    def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
+    "The (X, y) tensors of a `WindowSet`, with the `normalizer` and `classes` a trained model needs to read raw windows."
+    def __init__(self, *tensors, normalizer=None, classes=None):   # tensors: X (n, 1, T, C) float32, y (n,) int64
+        super().__init__(*tensors); self.normalizer, self.classes = normalizer, classes
+    def new_empty(self):
+        "An empty copy with its own (empty) storage: a `t[:0]` view would keep, and `Learner.export` pickle, all the data."
+        return type(self)(*(t.new_empty((0, *t.shape[1:])) for t in self.tensors), normalizer=self.normalizer, classes=self.classes)
 
 class WindowDL(DataLoader):
     "fastai `DataLoader` over (X, y) tensors, batched by tensor indexing."
@@ -302,29 +306,71 @@ class WindowDL(DataLoader):
             b = np.asarray(b, dtype=np.int64)
             self.batch_idxs = b   # dataset rows of the batch being yielded: lets callbacks look up per-window caches
             yield torch.from_numpy(X[b]), torch.from_numpy(y[b])
+    def decode_batch(self, b, max_n=9, full=True):
+        "(raw window (T, C), class name) per item of batch `b` = (xb, class indices): what `Learner.predict` shows."
+        xb, yb = b[0].detach().cpu().numpy()[:max_n, 0], b[-1].detach().cpu().numpy()[:max_n]
+        nrm, names = self.dataset.normalizer, self.dataset.classes
+        if nrm is not None: xb = xb * nrm.std + nrm.mean       # undo the z-score: the window as the sensor gave it
+        return [(x, names[int(y)] if names is not None else int(y)) for x, y in zip(xb, yb)]
 
-def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None) -> WindowDL:
-    "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws`."
-    ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y))
+def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None, normalizer=None, classes=None) -> WindowDL:
+    "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws` (`normalizer`, `classes`: carried for inference)."
+    ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y),
+                       normalizer=normalizer, classes=classes)
     dl = WindowDL(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device)
     dl.rng = random.Random(seed)                              # fastai draws it from the global RNG otherwise
     return dl
 
+class HARDataLoaders(DataLoaders):
+    "fastai `DataLoaders` whose `test_dl` takes RAW windows, so `Learner.predict(window)` works, also on an exported Learner."
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, bs=None, **kwargs) -> WindowDL:
+        "An in-order loader over raw windows `test_items` (each (T, C), or one (n, T, C) array), z-scored with the training statistics."
+        ds = self.train.dataset
+        X = np.stack([np.asarray(w, dtype=np.float32) for w in test_items]) if len(test_items) else np.zeros((0, *ds.tensors[0].shape[2:]), np.float32)
+        want = tuple(ds.tensors[0].shape[2:])
+        if X.ndim != 3 or X.shape[1:] != want: raise ValueError(f"test_dl wants raw windows of shape {want} (time, channels), got {X.shape[1:]}")
+        if ds.normalizer is not None: X = ds.normalizer(X)
+        return window_dl(WindowSet(X, np.zeros(len(X), np.int64), np.zeros(len(X), np.int64)), bs or self.train.bs or 64,
+                         device=self.device, normalizer=ds.normalizer, classes=ds.classes)
+
 # %% ../nbs/00_data.ipynb #1c777af7
+def check_count(name, value, low=1):
+    "Raise a one-line `ValueError` unless `value` is an integer >= `low`; `name` is the option as the user wrote it."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+def drop_untrained_classes(train:WindowSet, valid:WindowSet, test:WindowSet, classes, report:dict=None) -> tuple:
+    "Drop the classes with no TRAINING window (no model can learn them) with their valid/test windows; renumber, warn, note in `report`."
+    counts = np.bincount(train.y, minlength=len(classes))
+    keep = counts > 0
+    if keep.all(): return train, valid, test, list(classes)
+    gone, new_id = [c for c, k in zip(classes, keep) if not k], np.cumsum(keep) - 1
+    def _remap(ws):
+        s = ws.subset(keep[ws.y]); s.y = new_id[s.y]; return s
+    lost = {k: int((~keep[s.y]).sum()) for k, s in (('valid', valid), ('test', test))}
+    warnings.warn(f"class(es) {gone} have no training window and are dropped, with {lost['valid']} valid and {lost['test']} test "
+                  f"windows: the model learns the other {int(keep.sum())} classes")
+    if report is not None: report.update(dropped_classes=gone, dropped_class_windows=lost)
+    return _remap(train), _remap(valid), _remap(test), [c for c, k in zip(classes, keep) if k]
+
 class HARData:
     "Normalised train/valid/test windows + metadata, with fastai `DataLoaders`."
     def __init__(self, train, valid, test, classes, channels, rate, protocol=None, bs=64, seed=42, normalizer=None, report=None):
-        store_attr()
+        store_attr(); check_count('bs', bs)
         self.protocol, self.report, self._dls = dict(protocol or {}), dict(report or {}), None
     @classmethod
     def from_windows(cls, train:WindowSet, valid:WindowSet, test:WindowSet, classes, channels, rate,
                      protocol:dict=None, bs=64, normalize=True, seed=42, report:dict=None):
-        "Check the splits, fit a `Normalizer` on `train` (if `normalize`) and apply it to all three."
+        "Check the splits, drop classes without training windows, fit a `Normalizer` on `train` (if `normalize`) and apply it to all three."
+        check_count('bs', bs)
         if not len(train): raise ValueError("the training split has no windows")
         for k, s in zip(SPLITS, (train, valid, test)):
             if len(s) and s.X.shape[1:] != train.X.shape[1:]: raise ValueError(f"{k} windows are {s.X.shape[1:]}, train windows {train.X.shape[1:]}")
             if len(s) and s.X.shape[2] != len(channels): raise ValueError(f"{k} windows have {s.X.shape[2]} channels, {len(channels)} channel names given")
             if len(s) and (s.y.min() < 0 or s.y.max() >= len(classes)): raise ValueError(f"{k} labels outside 0..{len(classes)-1}")
+        report = dict(report or {})
+        train, valid, test, classes = drop_untrained_classes(train, valid, test, classes, report)
         nrm = Normalizer().fit(train.X, channels) if normalize else None
         if nrm is not None: train, valid, test = map(nrm.apply, (train, valid, test))
         protocol = dict(protocol or {})
@@ -338,33 +384,44 @@ class HARData:
     def n_channels(self): return self.train.X.shape[2]
     @property
     def n_classes(self): return len(self.classes)
+    def _dl(self, ws, **kw): return window_dl(ws, self.bs, normalizer=self.normalizer, classes=self.classes, **kw)
     @property
-    def dls(self) -> DataLoaders:
-        "fastai `DataLoaders`: train shuffled (seeded) with drop_last, valid in order."
+    def dls(self) -> HARDataLoaders:
+        "fastai `DataLoaders`: train shuffled (seeded) with drop_last, valid in order; they carry the normaliser and class names."
         if self._dls is None:
-            tr = window_dl(self.train, self.bs, shuffle=True, drop_last=len(self.train) >= self.bs, seed=self.seed)
-            self._dls = DataLoaders(tr, window_dl(self.valid, self.bs), device=default_device())
+            tr = self._dl(self.train, shuffle=True, drop_last=len(self.train) >= self.bs, seed=self.seed)
+            self._dls = HARDataLoaders(tr, self._dl(self.valid), device=default_device())
         return self._dls
     def test_dl(self, bs=None) -> WindowDL:
         "An in-order `DataLoader` over the test windows."
-        return window_dl(self.test, bs or self.bs, device=self.dls.device)
+        return window_dl(self.test, bs or self.bs, device=self.dls.device, normalizer=self.normalizer, classes=self.classes)
 
 # %% ../nbs/00_data.ipynb #e6254323
 def _class_counts(ws, classes): return {c: int(n) for c, n in zip(classes, np.bincount(ws.y, minlength=len(classes)))}
 
 def _summary(self:HARData) -> dict:
     "Everything `hark-data` prints, as a JSON-friendly dict."
-    p, sp = self.protocol, dict(zip(SPLITS, (self.train, self.valid, self.test)))
+    p, sp, r = self.protocol, dict(zip(SPLITS, (self.train, self.valid, self.test))), self.report
     return dict(dataset=p.get('dataset', ''), protocol=p.get('protocol', ''), channels=self.n_channels, channel_names=list(self.channels),
                 classes=list(self.classes), window=self.window, step=self.step, label=p.get('label'), rate=self.rate,
                 split=p.get('split'), seed=p.get('seed'),
                 **{f'{k}_windows': len(v) for k, v in sp.items()},
                 class_counts={k: _class_counts(v, self.classes) for k, v in sp.items()},
                 subjects={k: v.subjects for k, v in sp.items()},
-                skipped_lines=int(self.report.get('skipped_lines', 0)), repaired_lines=int(self.report.get('repaired_lines', 0)),
-                dropped_windows={k: self.report.get(k, 0) for k in ('unlabelled_windows', 'mixed_windows')},
-                short_recordings=len(self.report.get('short_recordings', [])))
+                skipped_lines=int(r.get('skipped_lines', 0)), repaired_lines=int(r.get('repaired_lines', 0)),
+                skipped_examples=[f"{f}:{l}: {why}" for f, l, why in list(r.get('skipped', []))[:3]],
+                dropped_windows={k: r.get(k, 0) for k in ('unlabelled_windows', 'mixed_windows')},
+                dropped_classes=list(r.get('dropped_classes', [])),
+                short_recordings=len(r.get('short_recordings', [])))
 HARData.summary = _summary
+
+def format_report(s:dict) -> str:
+    "The parse report of a `HARData.summary()` dict in a line or two: skipped and repaired lines, dropped windows and classes."
+    out = (f"parse report: {s['skipped_lines']} lines skipped, {s['repaired_lines']} repaired; windows dropped: "
+           + ', '.join(f"{k.replace('_windows', '')} {v}" for k, v in s['dropped_windows'].items()))
+    if s.get('dropped_classes'): out += f"; classes dropped (no training window): {', '.join(s['dropped_classes'])}"
+    if s.get('skipped_examples'): out += f"\n  first skipped: {'; '.join(s['skipped_examples'])}"
+    return out
 
 def _repr(self:HARData):
     return (f"HARData({self.protocol.get('dataset', '?')}/{self.protocol.get('protocol', '?')}: train {len(self.train)}, valid {len(self.valid)}, "
