@@ -8,16 +8,13 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/datasets.html.md"""
 from __future__ import annotations
 import json as _json
 import numpy as np
-from fastcore.script import call_parse
-try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
-except ImportError: CliError = SystemExit   # older fastcore
-from .data import SPLITS, DatasetSpec, HARData, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split
+from .data import SPLITS, DatasetSpec, HARData, WindowSet, synthetic_data, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split
 from .fetch import resolve_path
 from . import ucihar, wisdm, opportunity, sensors
 
 # %% auto #0
 __all__ = ['READER_MODULES', 'DATASETS', 'PROTOCOLS', 'PROTOCOL_KEYS', 'get_spec', 'protocol_params', 'make_splits', 'get_data',
-           'format_summary', 'hark_data', 'plot_class_balance', 'plot_windows']
+           'format_summary', 'data_report', 'plot_class_balance', 'plot_windows']
 
 # %% ../nbs/06_datasets.ipynb #57b48a95
 READER_MODULES = (ucihar, wisdm, opportunity, sensors)
@@ -99,13 +96,15 @@ def make_splits(src, p:dict, seed=42, report:dict=None):
 # %% ../nbs/06_datasets.ipynb #71495563
 def get_data(name, path=None, protocol='standard', window=None, step=None, seed=42, bs=64, **opts) -> HARData:
     "A normalised `HARData` for dataset `name` under `protocol` ('standard' | 'paper'); `opts` override protocol keys or go to the reader."
+    if name == 'synthetic': return synthetic_data(window=window or 32, seed=seed, bs=bs)   # the toy set of the tests: no files
     spec = get_spec(name)
     p = protocol_params(spec, protocol, window, step, **opts)
-    src = spec.read(resolve_path(spec, path), **p['opts'])
+    root = resolve_path(spec, path)
+    src = spec.read(root, **p['opts'])
     report = dict(src.report)
     sp, desc = make_splits(src, p, seed, report)
     proto = dict(dataset=spec.name, protocol=protocol, window=p['window'], step=p['step'], label=p['label'],
-                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'])
+                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'], path=str(root))
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], src.classes, src.channels, src.rate or spec.rate,
                                 proto, bs=bs, seed=seed, report=report)
 
@@ -132,19 +131,18 @@ def format_summary(s:dict) -> str:
     for k in SPLITS: lines.append(f"{k} subjects ({len(s['subjects'][k])}): {_ranges(s['subjects'][k])}")
     return '\n'.join(lines)
 
-@call_parse
-def hark_data(dataset:str,                                      # dataset name (ucihar, hapt, wisdm, wisdm2019, opportunity, sensors)
-              path:str=None,                                    # dataset folder (default: $HARK_DATA, cache, download)
-              protocol:str='standard',                          # standard | paper
-              window:int=None,                                  # window length in samples (default: the protocol's)
-              step:int=None,                                    # step between windows (default: the protocol's)
-              seed:int=42,                                      # seed of random splits and validation subjects
-              json:bool=False):                                 # print one JSON object instead of the report
-    "Load DATASET under a protocol and print its summary: subjects, windows per split and class, channels, window, rate, parse report."
-    try: d = get_data(dataset, path, protocol, window, step, seed)
-    except (ValueError, FileNotFoundError, RuntimeError) as e: raise CliError(f"hark-data: {e}") from e
-    s = d.summary()
-    print(_json.dumps(s) if json else format_summary(s))
+def data_report(dataset:str,             # dataset name (see DATASETS), or 'synthetic'
+                path:str=None,            # dataset folder (default: $HARK_DATA, cache, download)
+                protocol:str='standard',  # standard | paper
+                window:int=None,          # window length in samples (default: the protocol's)
+                step:int=None,            # step between windows (default: the protocol's)
+                seed:int=42,              # seed of random splits and validation subjects
+                as_json:bool=False,       # one JSON object instead of the readable report
+               ) -> str:
+    "What `hark-data` prints for DATASET under a protocol: subjects, windows per split and class, channels, window, rate, parse report."
+    s = get_data(dataset, path, protocol, window, step, seed).summary()
+    return _json.dumps(s) if as_json else format_summary(s)
+
 
 # %% ../nbs/06_datasets.ipynb #dd81def7
 def plot_class_balance(data:HARData, ax=None):
