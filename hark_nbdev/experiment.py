@@ -20,6 +20,7 @@ from .profile import profile_model
 from .settings import RunSettings, DataError
 from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
 from .results import RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
+from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
 
 # %% ../nbs/34_experiment.ipynb #fc0625e6
 MODEL_OPTIONS = ('sites', 'reduction', 'kernel', 'dropout')   # settings that go to `get_model`
@@ -65,8 +66,13 @@ class Runner:
         return self.s.teacher_epochs if config in TEACHERS else self.s.epochs
 
     def model_file(self, name, seed) -> Path:
-        "Where the weights of teacher `name` for `seed` are kept."
-        return self.store.out/'models'/slug(f'{self.dataset}-{self.protocol}')/f'{name}-seed{seed}.pth'
+        "Where the weights of configuration `name` for `seed` are kept."
+        return model_path(self.store.out, self.dataset, self.protocol, name, seed)
+
+    def save(self, config, seed, model, info, teacher=None):
+        "Save the trained `model` of `config` and `seed` with what rebuilds it (`checkpoint.save_model`)."
+        save_model(model, self.model_file(config, seed), config=config, seed=seed, dataset=self.dataset, protocol=self.protocol,
+                   teacher=teacher, info={k: _scalar(v) for k, v in info.items()}, **data_meta(self.data))
 
     def train(self, config, seed, teacher=None):
         "Train `config` with `seed` (and `teacher`): (model, info)."
@@ -80,12 +86,12 @@ class Runner:
         w = self.model_file(name, seed); j = w.with_suffix('.json')
         if w.exists() and j.exists():
             model = self.model_fn(name, self.data, seed, **self.model_opts(name))
-            model.load_state_dict(torch.load(w, map_location='cpu'))
-            info = json.loads(j.read_text())
+            meta = load_weights(model, w, legacy=True)   # teachers saved before checkpoint formats still resume
+            info = meta['info']
+            if meta['format'] != FORMAT: self.save(name, seed, model, info)   # and are rewritten in the current format
         else:
             model, info = self.train(name, seed)
-            with atomic_write(w, 'wb') as f: torch.save(model.state_dict(), f)
-            with atomic_write(j) as f: json.dump({k: _scalar(v) for k, v in info.items()}, f, default=str)  # after the weights: json marks it complete
+            self.save(name, seed, model, info)
         self.teachers[name, seed] = model, info
         return model, info
 
@@ -114,6 +120,7 @@ class Runner:
             tname = TEACHER_OF.get(config)
             teacher = self.trained_teacher(tname, self.teacher_seed(seed))[0] if tname else None
             model, info = self.train(config, seed, teacher)
+            self.save(config, seed, model, info, tname)
         row = self.row(config, seed, model, info, tname)
         row['teacher_seed'] = self.teacher_seed(seed) if tname else None
         self.store.add(row)
