@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/configs.html.md"""
 
 # %% ../nbs/31_configs.ipynb #bd06239b
 from __future__ import annotations
-import io, math, random, tempfile, time, contextlib
+import io, math, random, sys, tempfile, time, contextlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,12 +24,14 @@ from fastai.callback.progress import ProgressCallback
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
 from fastcore.basics import noop
+import fastprogress.fastprogress as fastprogress
 from .models import get_model
 from .distill import DistillationCallback
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'Recipe', 'TrainLossCallback',
-           'build_learner', 'quieten', 'schedule_defaults', 'train_config', 'predict', 'evaluate']
+           'build_learner', 'HARLearner', 'log_friendly_bars', 'quieten', 'schedule_defaults', 'train_config',
+           'predict', 'evaluate']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -100,10 +102,30 @@ def build_learner(config: str, data, teacher=None, seed: int = 42, lr: float = 1
         hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
         cbs.append(DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0.,
                                         match=hp['match']))
-    learn = Learner(data.dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
+    learn = HARLearner(data.dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
                     metrics=[F1Score(average='macro'), accuracy], cbs=cbs, path=path or tempfile.gettempdir())
     if quiet: quieten(learn)
     return learn
+
+class HARLearner(Learner):
+    "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
+    train_only = (DistillationCallback, TrainLossCallback)   # callback types that `export` leaves out
+    def export(self, fname='export.pkl', **kwargs):
+        "`Learner.export` without the training-only callbacks: the file holds the model, the normaliser and the class names; no data, no teacher."
+        cbs = [cb for cb in self.cbs if isinstance(cb, self.train_only)]
+        self.remove_cbs(cbs)
+        try: super().export(fname, **kwargs)
+        finally: self.add_cbs(cbs)
+
+@contextlib.contextmanager
+def log_friendly_bars(stream=None):
+    "Inside: no redrawn progress bar when `stream` (default: stdout) is not a terminal; the line per finished epoch stays."
+    # fastprogress tests `getattr(stdout, 'isatty', False)` (the method, always true), so a log file gets every redraw
+    tty = getattr(stream or sys.stdout, 'isatty', lambda: False)()
+    old = fastprogress.NO_BAR
+    fastprogress.NO_BAR = old or not (tty or fastprogress.IN_NOTEBOOK)
+    try: yield
+    finally: fastprogress.NO_BAR = old
 
 def quieten(learn: Learner) -> Learner:
     "No progress bar and no printed table (for tests and scripts); the Recorder still records everything."
@@ -136,7 +158,7 @@ def train_config(config: str, data, teacher=None, epochs: int = None, patience: 
         cbs = [SaveModelCallback(fname='best', **mon)]
         out = io.StringIO() if quiet else None   # the trackers print() their messages
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
+        with contextlib.redirect_stdout(out) if quiet else log_friendly_bars():
             if schedule == 'constant': learn.fit(epochs, lr, cbs=cbs + [EarlyStoppingCallback(patience=patience, **mon)])
             else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         secs = time.perf_counter() - t0
