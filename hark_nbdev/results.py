@@ -16,8 +16,8 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'atomic_write', 'ResultsStore', 'slug', 'versions', 'cpu_model',
-           'machine', 'log_run']
+__all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'mean_ci', 'atomic_write', 'ResultsStore', 'slug', 'versions',
+           'cpu_model', 'machine', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
@@ -39,6 +39,24 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         st = df[cols].apply(pd.to_numeric, errors='coerce').groupby(keys, sort=False).agg(['mean', 'std'])
         s = s.join(st.set_axis([f'{c}_{stat}' for c, stat in st.columns], axis=1))
     return s.rename_axis(['dataset', 'config']).reset_index()
+
+# %% ../nbs/32_results.ipynb #c1a0b002
+def mean_ci(values,            # scores of independent units (e.g. macro F1 per (seed, fold))
+            confidence=0.95,   # level of the interval
+            n_resamples=9999,  # bootstrap resamples
+            seed=0,            # seed of the bootstrap
+           ) -> tuple:
+    "Bootstrap confidence interval (BCa, seeded; `scipy.stats.bootstrap`) of the mean of `values`: (low, high)."
+    from scipy import stats
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or np.isnan(v).any(): raise ValueError(f"mean_ci needs a complete 1-d column of values, got {v.tolist()}")
+    if len(v) < 2: return np.nan, np.nan            # one unit: no spread to resample
+    if np.ptp(v) == 0: return float(v[0]), float(v[0])   # all equal: the interval has no width (BCa would divide by zero)
+    ci = lambda m: stats.bootstrap((v,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                                   method=m, rng=np.random.default_rng(seed)).confidence_interval
+    lo, hi = ci('BCa')
+    if not (np.isfinite(lo) and np.isfinite(hi)): lo, hi = ci('percentile')   # BCa's jackknife degenerates on heavy ties
+    return float(lo), float(hi)
 
 # %% ../nbs/32_results.ipynb #8df7fd47
 @contextmanager
