@@ -122,10 +122,11 @@ def log_friendly_bars(stream=None):
     "Inside: no redrawn progress bar when `stream` (default: stdout) is not a terminal; the line per finished epoch stays."
     # fastprogress tests `getattr(stdout, 'isatty', False)` (the method, always true), so a log file gets every redraw
     tty = getattr(stream or sys.stdout, 'isatty', lambda: False)()
-    old = fastprogress.NO_BAR
+    old, fill, bar = fastprogress.NO_BAR, fastprogress.ConsoleProgressBar.fill, fastprogress.ConsoleProgressBar
     fastprogress.NO_BAR = old or not (tty or fastprogress.IN_NOTEBOOK)
+    if fastprogress.NO_BAR: bar.fill = ''              # each new bar still prints `fill + '\r'` once, as an encoding test
     try: yield
-    finally: fastprogress.NO_BAR = old
+    finally: fastprogress.NO_BAR, bar.fill = old, fill
 
 def quieten(learn: Learner) -> Learner:
     "No progress bar and no printed table (for tests and scripts); the Recorder still records everything."

@@ -16,11 +16,12 @@ from typing import Annotated
 from fastcore.script import call_parse
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
+from .data import format_report
 from .datasets import get_data
 from .profile import profile_model
 from .models import DEFAULT_SITES, _check_sites
 from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
-from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults
+from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, log_friendly_bars
 from .results import RESULT_COLS, ResultsStore, atomic_write, summarize, slug, log_run
 from .plots import plot_all
 
@@ -162,7 +163,9 @@ def run_experiment(dataset, path=None, protocol='standard', configs='all', seeds
     n_new = 0
     try:
         if todo:
-            runner = Runner(data_fn(dataset, path=path, protocol=protocol), store, dataset, protocol, epochs, patience,
+            data = data_fn(dataset, path=path, protocol=protocol)
+            if hasattr(data, 'summary'): print(f"{dataset}: {format_report(data.summary())}")   # as hark-data shows it
+            runner = Runner(data, store, dataset, protocol, epochs, patience,
                             teacher_seeds=teacher_seeds, schedule=schedule, teacher_epochs=teacher_epochs, sites=sites, **hooks)
             mb = master_bar(todo) if progress else todo
             for c, s in mb:
@@ -199,7 +202,8 @@ def hark_run(
     no_plots: bool = False,       # do not draw the study's figures into the run folder at the end
 ):
     "Train, evaluate and profile HAR configurations on a dataset; resumable; then draw the figures into `out`."
-    run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
-                   schedule=schedule, teacher_epochs=teacher_epochs, sites=sites and sites.split('+'))
+    with log_friendly_bars():   # in a log file: a line per epoch and per row, no redrawn bars
+        run_experiment(dataset, path, protocol, configs, seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
+                       schedule=schedule, teacher_epochs=teacher_epochs, sites=sites and sites.split('+'))
     if not no_plots:
         print('figures:', ', '.join(str(f) for f in plot_all(out, out)))
