@@ -32,7 +32,8 @@ __all__ = ['library_imports', 'run_command', 'hark_run', 'data_parser', 'hark_da
 def _run(a):
     s = args_settings(a)                                   # checked before anything is read or written
     from hark_nbdev.experiment import run_experiment       # torch and fastai only now
-    run_experiment(s)
+    from hark_nbdev.configs import log_friendly_bars
+    with log_friendly_bars(): run_experiment(s)            # in a log file: a line per epoch and per row, no redrawn bars
     if not a.no_plots:
         from hark_nbdev.plots import plot_all, figures_dir
         print('figures:', ', '.join(str(f) for f in plot_all(s.out, figures_dir(s.out))))

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/configs.html.md"""
 
 # %% ../nbs/31_configs.ipynb #bd06239b
 from __future__ import annotations
-import io, math, random, tempfile, time, contextlib
+import io, math, random, sys, tempfile, time, contextlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,14 +24,15 @@ import fastai.callback.progress   # patches Learner.no_bar
 from fastai.data.core import DataLoaders
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
+import fastprogress.fastprogress as fastprogress
 from .models import get_model
 from .distill import DistillationCallback
 from .settings import SettingsError
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'OPTION_SCOPE', 'Recipe',
-           'TrainLossCallback', 'applies', 'options_for', 'check_options', 'seeded_dls', 'build_learner',
-           'schedule_defaults', 'train_config', 'predict', 'evaluate']
+           'TrainLossCallback', 'applies', 'options_for', 'check_options', 'seeded_dls', 'build_learner', 'HARLearner',
+           'log_friendly_bars', 'schedule_defaults', 'train_config', 'predict', 'evaluate']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def seeded_dls(dls:DataLoaders,  # the loaders of a `HARData` (`data.dls`)
               ) -> DataLoaders:
     "A copy of `dls` whose training loader shuffles from its own `random.Random(seed)`; `dls` is left as it is."
     train = dls.train.new(); train.rng = random.Random(seed)
-    return DataLoaders(train, dls.valid, device=dls.device)
+    return type(dls)(train, dls.valid, device=dls.device)   # the same kind (HARDataLoaders: test_dl takes raw windows)
 
 def _check_applies(config, options):
     "Raise if an option given (not None) does not apply to `config`."
@@ -149,8 +150,29 @@ def build_learner(config:str,        # a name of CONFIGS
     else:
         hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
         cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'])
-    return Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
-                   metrics=[F1Score(average='macro'), accuracy], cbs=[cb], path=path or tempfile.gettempdir())
+    return HARLearner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
+                     metrics=[F1Score(average='macro'), accuracy], cbs=[cb], path=path or tempfile.gettempdir())
+
+class HARLearner(Learner):
+    "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
+    train_only = (DistillationCallback, TrainLossCallback)   # callback types that `export` leaves out
+    def export(self, fname='export.pkl', **kwargs):
+        "`Learner.export` without the training-only callbacks: the file holds the model, the normaliser and the class names; no data, no teacher."
+        cbs = [cb for cb in self.cbs if isinstance(cb, self.train_only)]
+        self.remove_cbs(cbs)
+        try: super().export(fname, **kwargs)
+        finally: self.add_cbs(cbs)
+
+@contextlib.contextmanager
+def log_friendly_bars(stream=None):
+    "Inside: no redrawn progress bar when `stream` (default: stdout) is not a terminal; the line per finished epoch stays."
+    # fastprogress tests `getattr(stdout, 'isatty', False)` (the method, always true), so a log file gets every redraw
+    tty = getattr(stream or sys.stdout, 'isatty', lambda: False)()
+    old, fill, bar = fastprogress.NO_BAR, fastprogress.ConsoleProgressBar.fill, fastprogress.ConsoleProgressBar
+    fastprogress.NO_BAR = old or not (tty or fastprogress.IN_NOTEBOOK)
+    if fastprogress.NO_BAR: bar.fill = ''              # each new bar still prints `fill + '\r'` once, as an encoding test
+    try: yield
+    finally: fastprogress.NO_BAR, bar.fill = old, fill
 
 # %% ../nbs/31_configs.ipynb #207452ba
 def _loss_info(learn) -> dict:
@@ -188,6 +210,7 @@ def train_config(config:str,              # a name of CONFIGS
         with contextlib.ExitStack() as stack:
             # fastai's no_bar/no_logging silence the bar and table; the trackers print() their messages
             if quiet: [stack.enter_context(c) for c in (learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()))]
+            else: stack.enter_context(log_friendly_bars())   # in a log file: a line per epoch, no redrawn bars
             if schedule == 'constant': learn.fit(epochs, lr, cbs=cbs + [EarlyStoppingCallback(patience=patience, **mon)])
             else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         secs = time.perf_counter() - t0

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
+from .data import format_report
 from .datasets import get_data
 from .profile import profile_model
+from .data import format_report
 from .settings import RunSettings, DataError
 from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
 from .results import RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
@@ -200,6 +202,7 @@ def run_experiment(settings=None,             # a `RunSettings`, or a dataset na
     todo = [(c, k) for c, k in plan(s) if not store.done(s.dataset, c, k)]
     if len(todo) < len(plan(s)): print(f"{s.dataset}: {len(plan(s)) - len(todo)} of {len(plan(s))} runs already in {store.path}")
     data = data_fn(s.dataset, path=s.path, protocol=s.protocol) if todo else None   # not read when every row is done
+    if hasattr(data, 'summary'): print(f"{s.dataset}: {format_report(data.summary())}")   # the parse report, as hark-data shows it
     rec = data_record(data, s) if data is not None else None
     if rec: check_data(store, s, rec)
     log_run(s.out, dict(dataset=s.dataset, settings=s.to_dict(), data=rec))   # only now: a run that fails before this leaves no run.json
