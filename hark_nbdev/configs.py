@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from sklearn.metrics import f1_score, accuracy_score
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat
+from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
+from fastai.callback.training import GradientClip
 from fastai.optimizer import Adam
 from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
@@ -25,14 +26,16 @@ from fastai.data.core import DataLoaders
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
 import fastprogress.fastprogress as fastprogress
-from .models import get_model
+from .models import get_model, revive_filters
+from .augment import Augment, check_augment
 from .distill import DistillationCallback
 from .settings import SettingsError
 
 # %% auto #0
-__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'OPTION_SCOPE', 'Recipe',
-           'TrainLossCallback', 'applies', 'options_for', 'check_options', 'seeded_dls', 'build_learner', 'HARLearner',
-           'log_friendly_bars', 'schedule_defaults', 'train_config', 'predict', 'evaluate']
+__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS', 'RECIPES', 'DEFAULT_RECIPE',
+           'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'applies', 'options_for', 'check_options',
+           'seeded_dls', 'build_learner', 'HARLearner', 'log_friendly_bars', 'history', 'schedule_defaults',
+           'train_config', 'predict', 'evaluate']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -60,6 +63,28 @@ TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the con
 KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1, match='avg')   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
+SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
+# Named training recipes: defaults for the options a run does not set. 'v1' is this package's; 'paper' the study's own.
+RECIPES = {
+    'v1':    dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None),
+    'paper': dict(init='keras', revive=False, schedule='constant', select='f1', wd=0., clip=None, label_smoothing=0., augment=None,
+                  lr=1e-3, epochs=300, patience=10),
+}
+DEFAULT_RECIPE = 'v1'
+
+# %% ../nbs/31_configs.ipynb #c31e0002
+def recipe_options(recipe:str=DEFAULT_RECIPE,  # a name of RECIPES
+                   **given,                    # options set by the caller (None: not set, the recipe's value)
+                  ) -> dict:
+    "The options of `recipe` overridden by those `given`, checked: a bad value raises naming the option and its valid values."
+    if recipe not in RECIPES: raise ValueError(f"unknown recipe {recipe!r}; valid values are {tuple(RECIPES)}")
+    o = {**RECIPES[recipe], **{k: v for k, v in given.items() if v is not None}}
+    if o['wd'] < 0: raise ValueError(f"wd (weight decay) must be >= 0, got {o['wd']!r}")
+    if o['clip'] is not None and not o['clip'] > 0: raise ValueError(f"clip (the largest gradient norm) must be > 0, or None for no clipping; got {o['clip']!r}")
+    if not 0 <= o['label_smoothing'] < 1: raise ValueError(f"label_smoothing must be in [0, 1), got {o['label_smoothing']!r}")
+    if o['select'] not in SELECTS: raise ValueError(f"unknown select {o['select']!r}; valid values are {SELECTS}")
+    o['augment'] = '+'.join(check_augment(o['augment'])) or None
+    return o
 
 # %% ../nbs/31_configs.ipynb #f768bebd
 class TrainLossCallback(Callback):
@@ -70,7 +95,8 @@ class TrainLossCallback(Callback):
     def after_loss(self):
         n = len(self.yb[0]); self._sum += self.learn.loss.detach() * n; self._n += n
     def after_train(self):
-        self.last = dict(epoch=self.epoch, loss_ce=float(self._sum / self._n) if self._n else math.nan)
+        loss = float(self._sum / self._n) if self._n else math.nan
+        self.last = dict(epoch=self.epoch, loss=loss, loss_ce=loss)   # `loss`: the total (after a distillation callback's)
         self.history.append(self.last)
 
 # %% ../nbs/31_configs.ipynb #00c95e70
@@ -137,25 +163,52 @@ def build_learner(config:str,        # a name of CONFIGS
                   beta:float=None,   # attention-map weight (default: KD_DEFAULTS); RAB-KD only
                   match:str=None,    # channel matching of attention maps (default: KD_DEFAULTS); RAB-KD only
                   path=None,         # the Learner's folder (default: the system's temporary folder)
-                  **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout); None: the model's default
+                  recipe:str=DEFAULT_RECIPE, # a name of RECIPES: the defaults of the options below
+                  init:str=None,     # the model's initial weights, 'keras' or 'torch' (default: the recipe's)
+                  revive:bool=None,  # revive dead conv filters on training windows before training (default: the recipe's)
+                  wd:float=None,     # AdamW (decoupled) weight decay >= 0 (default: the recipe's)
+                  clip:float=None,   # largest gradient norm, > 0 (default: the recipe's, no clipping)
+                  label_smoothing:float=None, # label smoothing of the CE loss, in [0, 1) (default: the recipe's)
+                  augment=None,      # training-batch augmentations of AUGMENTS joined by '+' (default: the recipe's, none)
+                  **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout, lstm_dropout, norm); None: the model's default
                  ) -> Learner:
     "A fresh, seeded `Learner` for `config` on `data`; an option that does not apply to `config` is an error."
     _check_config(config)
     r, model_opts = CONFIGS[config], {k: v for k, v in model_opts.items() if v is not None}
     _check_applies(config, dict(alpha=alpha, T=T, beta=beta, match=match, **model_opts))
+    o = recipe_options(recipe, init=init, revive=revive, wd=wd, clip=clip, label_smoothing=label_smoothing, augment=augment)
     set_seed(seed, reproducible=True)
     dls = seeded_dls(data.dls, seed)
-    model = get_model(r.model, data.n_channels, data.n_classes, data.window, **model_opts)
+    model = get_model(r.model, data.n_channels, data.n_classes, data.window, init=o['init'], **model_opts)
+    if o['revive']: revive_filters(model, _probe_windows(data))
     if r.teacher is None: cb = TrainLossCallback()
     else:
         hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
-        cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'])
-    return HARLearner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
-                     metrics=[F1Score(average='macro'), accuracy], cbs=[cb], path=path or tempfile.gettempdir())
+        # augmented windows differ at every epoch: the teacher must see each batch, its cached outputs would not match
+        cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'],
+                                  cache=not o['augment'])
+    cbs = [cb] + ([TrainLossCallback()] if r.teacher else []) + _recipe_callbacks(o, data, seed)
+    ls = o['label_smoothing']
+    learn = HARLearner(dls, model, loss_func=LabelSmoothingCrossEntropyFlat(eps=ls) if ls else CrossEntropyLossFlat(),
+                       opt_func=partial(keras_adam, wd=o['wd'], decouple_wd=True), lr=lr,   # decoupled: AdamW
+                       metrics=[F1Score(average='macro'), accuracy], cbs=cbs, path=path or tempfile.gettempdir())
+    learn.recipe = dict(recipe=recipe, **o)   # what train_config records
+    return learn
+
+def _probe_windows(data, n=256):
+    "Up to `n` training windows spread evenly over the training split (no random draw), `(n, 1, T, C)`."
+    i = np.linspace(0, len(data.train) - 1, min(n, len(data.train))).astype(int)
+    return torch.from_numpy(data.train.X[i]).unsqueeze(1)
+
+def _recipe_callbacks(o, data, seed):
+    "The augmentation and gradient-clipping callbacks that the recipe options `o` ask for."
+    nrm = data.normalizer
+    aug = [Augment(data.channels, o['augment'], *((nrm.mean, nrm.std) if nrm is not None else ()), seed=seed)] if o['augment'] else []
+    return aug + ([GradientClip(o['clip'])] if o['clip'] else [])
 
 class HARLearner(Learner):
     "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
-    train_only = (DistillationCallback, TrainLossCallback)   # callback types that `export` leaves out
+    train_only = (DistillationCallback, TrainLossCallback, Augment, GradientClip)   # callback types that `export` leaves out
     def export(self, fname='export.pkl', **kwargs):
         "`Learner.export` without the training-only callbacks: the file holds the model, the normaliser and the class names; no data, no teacher."
         cbs = [cb for cb in self.cbs if isinstance(cb, self.train_only)]
@@ -181,6 +234,20 @@ def _loss_info(learn) -> dict:
     last = cb.last if cb is not None else {}
     return {k: last.get(k, math.nan) for k in ('loss_ce', 'loss_kd', 'loss_att')}
 
+def history(learn) -> 'pd.DataFrame':
+    "Per-epoch learning curve of the last fit: train loss and its parts, validation loss, macro F1 and accuracy, and the lr at the epoch's end."
+    import pandas as pd
+    rec, names = learn.recorder, learn.recorder.metric_names[1:-1]     # drop 'epoch' and 'time'
+    df = pd.DataFrame([dict(zip(names, v)) for v in rec.values]).rename(columns=dict(f1_score='valid_f1', accuracy='valid_accuracy'))
+    df.insert(0, 'epoch', range(len(df)))
+    tl = getattr(learn, 'train_loss', None)
+    if tl is not None and len(tl.history) == len(df): df['train_loss'] = [h['loss'] for h in tl.history]   # the epoch's mean, not the smoothed one
+    cb = getattr(learn, 'distillation', None) or tl
+    for k in ('loss_ce', 'loss_kd', 'loss_att'): df[k] = [h.get(k, math.nan) for h in cb.history] if cb is not None and len(cb.history) == len(df) else math.nan
+    per = len(rec.lrs) // max(len(df), 1)
+    df['lr'] = [rec.lrs[(e + 1) * per - 1] for e in range(len(df))] if per else math.nan
+    return df[[c for c in ['epoch', 'train_loss', 'loss_ce', 'loss_kd', 'loss_att', 'valid_loss', 'valid_f1', 'valid_accuracy', 'lr'] if c in df]]
+
 def schedule_defaults(schedule, lr=None, epochs=None) -> tuple:
     "Check `schedule` and fill in its default `lr` and `epochs`."
     if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
@@ -191,21 +258,25 @@ def train_config(config:str,              # a name of CONFIGS
                  data,                    # a `HARData`
                  teacher=None,            # the trained teacher of a distilled configuration
                  epochs:int=None,         # epoch budget (default: the schedule's)
-                 patience:int=10,         # early-stopping patience in epochs ('constant' only)
+                 patience:int=None,       # early-stopping patience in epochs ('constant' only; default: the recipe's, 10)
                  seed:int=42,             # seed of the weights and the shuffling
                  lr:float=None,           # learning rate (default: the schedule's)
-                 schedule:str='one_cycle',# 'one_cycle' or the study's 'constant'
+                 schedule:str=None,       # 'one_cycle' or the study's 'constant' (default: the recipe's)
+                 select:str=None,         # the weights kept: best validation 'f1', lowest validation 'loss', or the 'last' epoch's (default: the recipe's)
+                 recipe:str=DEFAULT_RECIPE, # a name of RECIPES: the defaults of what is not given
                  quiet:bool=False,        # no progress bar, table or tracker messages
                  **kwargs,                # KD and model options for `build_learner` (alpha, T, beta, match, sites, ...)
                 ) -> tuple:
     "Build and train `config` with `schedule`; returns `(learner with the best validation weights, info)`."
-    lr, epochs = schedule_defaults(schedule, lr, epochs)
-    learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, **kwargs)
-    mon = dict(monitor='f1_score', comp=np.greater)
+    o = recipe_options(recipe, schedule=schedule, select=select, lr=lr, epochs=epochs, patience=patience)
+    schedule, select, patience = o['schedule'], o['select'], o.get('patience', 10)
+    lr, epochs = schedule_defaults(schedule, o.get('lr'), o.get('epochs'))
+    learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, recipe=recipe, **kwargs)
+    mon = dict(monitor='valid_loss', comp=np.less) if select == 'loss' else dict(monitor='f1_score', comp=np.greater)
     old_dir = learn.model_dir
     with tempfile.TemporaryDirectory(prefix='hark_') as d:
         learn.model_dir = Path(d)                # absolute: learn.path/model_dir is then just d
-        cbs = [SaveModelCallback(fname='best', **mon)]
+        cbs = [] if select == 'last' else [SaveModelCallback(fname='best', **mon)]
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
             # fastai's no_bar/no_logging silence the bar and table; the trackers print() their messages
@@ -215,10 +286,13 @@ def train_config(config:str,              # a name of CONFIGS
             else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         secs = time.perf_counter() - t0
     learn.model_dir = old_dir
-    f1 = [v[learn.recorder.metric_names[1:].index('f1_score')] for v in learn.recorder.values]
-    best = int(np.argmax(f1))                     # first maximum, as SaveModelCallback keeps strictly better ones
+    hist = history(learn)
+    f1, vl = hist['valid_f1'].to_numpy(), hist['valid_loss'].to_numpy()
+    # first extreme, as SaveModelCallback keeps strictly better ones
+    best = len(f1) - 1 if select == 'last' else int(np.argmin(vl) if select == 'loss' else np.argmax(f1))
     info = dict(config=config, schedule=schedule, lr=lr, epochs=len(f1), best_epoch=best, valid_f1=float(f1[best]), train_seconds=secs,
-                **_loss_info(learn))
+                **_loss_info(learn), select=select, **{k: v for k, v in learn.recipe.items() if k not in ('schedule', 'select')},
+                history=hist.to_dict('records'))
     cb = getattr(learn, 'distillation', None)
     info.update(alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan,
                 match=cb.match if cb and cb.beta > 0 else '')   # the channel-matching rule, where maps are distilled

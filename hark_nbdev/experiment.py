@@ -21,12 +21,13 @@ from .profile import profile_model
 from .data import format_report
 from .settings import RunSettings, DataError
 from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
-from .results import RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
+from .configs import RECIPES, DEFAULT_RECIPE
+from .results import save_history, RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
 from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
 
 # %% ../nbs/34_experiment.ipynb #fc0625e6
-MODEL_OPTIONS = ('sites', 'reduction', 'kernel', 'dropout')   # settings that go to `get_model`
-TRAIN_OPTIONS = ('lr', 'alpha', 'T', 'beta', 'match')         # settings that go to `train_config`
+MODEL_OPTIONS = ('sites', 'reduction', 'kernel', 'dropout', 'lstm_dropout', 'norm', 'init')   # settings that go to `get_model`
+TRAIN_OPTIONS = ('lr', 'alpha', 'T', 'beta', 'match', 'recipe', 'revive', 'wd', 'clip', 'label_smoothing', 'augment', 'select')   # to `train_config`
 
 def run_settings(settings=None,  # a `RunSettings`, a dataset name, or None
                  **fields,       # `RunSettings` fields, overriding those of `settings`
@@ -35,8 +36,9 @@ def run_settings(settings=None,  # a `RunSettings`, a dataset name, or None
     if isinstance(settings, RunSettings): s = settings.replace(**fields) if fields else settings
     else: s = RunSettings(**({'dataset': settings} if settings is not None else {}), **fields)
     check_options(s.configs, **{k: getattr(s, k) for k in MODEL_OPTIONS + TRAIN_OPTIONS})
-    _, epochs = schedule_defaults(s.schedule, epochs=s.epochs)
-    return s.replace(epochs=epochs, teacher_epochs=s.teacher_epochs or epochs)
+    schedule = s.schedule or RECIPES[s.recipe or DEFAULT_RECIPE]['schedule']   # the recipe's, unless given
+    _, epochs = schedule_defaults(schedule, epochs=s.epochs)
+    return s.replace(schedule=schedule, epochs=epochs, teacher_epochs=s.teacher_epochs or epochs)
 
 # %% ../nbs/34_experiment.ipynb #12adcf1b
 def _scalar(v): return v.item() if hasattr(v, 'item') else v
@@ -61,7 +63,9 @@ class Runner:
 
     def train_opts(self, config) -> dict:
         "The run's model and training options (`TRAIN_OPTIONS`) that apply to `config`."
-        return {**self.model_opts(config), **options_for(config, **{k: getattr(self.s, k) for k in TRAIN_OPTIONS})}
+        opts = options_for(config, **{k: getattr(self.s, k) for k in TRAIN_OPTIONS})
+        if 'augment' in opts: opts['augment'] = '+'.join(opts['augment'])   # the settings' tuple as build_learner's name
+        return {**self.model_opts(config), **opts}
 
     def max_epochs(self, config) -> int:
         "The epoch budget of `config`: `teacher_epochs` for the teacher configurations, `epochs` for the rest."
@@ -103,9 +107,12 @@ class Runner:
         row = dict(dataset=self.dataset, config=config, seed=seed, **self.evaluate_fn(model, d), **self.profile_fn(model, d.window, d.n_channels))
         row.update({k: _scalar(v) for k, v in info.items() if k in RESULT_COLS and k not in row and np.isscalar(_scalar(v))})
         cbam = bool(getattr(model, 'sites', ()))
+        if info.get('history'): row['history'] = save_history(self.store.out, info['history'], self.dataset, self.protocol, config, seed)
         row.update(max_epochs=self.max_epochs(config), schedule=self.s.schedule, teacher=teacher or '', sites='+'.join(getattr(model, 'sites', ())),
                    reduction=getattr(model, 'reduction', None) if cbam else None, kernel=getattr(model, 'kernel', None) if cbam else None,
                    dropout=getattr(getattr(model, 'drop', None), 'p', None), protocol=self.protocol, split=p.get('split'),
+                   lstm_dropout=getattr(getattr(model, 'lstm_drop', None), 'p', None), norm=getattr(model, 'norm', None),
+                   init=getattr(model, 'init', None), recipe=info.get('recipe', self.s.recipe or DEFAULT_RECIPE),
                    window=d.window, step=p.get('step'), label=p.get('label'), data_seed=p.get('seed'),
                    n_train=len(d.train), n_valid=len(d.valid), n_test=len(d.test), n_classes=d.n_classes,
                    n_channels=d.n_channels, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -130,7 +137,8 @@ class Runner:
 
 # %% ../nbs/34_experiment.ipynb #2a32177c
 RESUME_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites',
-               'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout')   # what makes rows comparable
+               'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout',
+               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select')   # what makes rows comparable
 
 def _last_record(out, dataset, key) -> dict:
     "`key` ('settings' or 'data') of the last invocation on `dataset` recorded in `out/run.json`, or None."

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/plots.html.md"""
 
 # %% auto #0
 __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 'plot_baselines', 'plot_resources',
-           'plot_relative', 'plot_tradeoff', 'plot_all', 'figures_dir']
+           'plot_relative', 'plot_tradeoff', 'plot_history', 'plot_all', 'figures_dir']
 
 # %% ../nbs/33_plots.ipynb #e541f581
 import re, warnings
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .configs import CONFIGS
-from .results import summarize, slug
+from .results import summarize, slug, read_history
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -146,6 +146,29 @@ def plot_tradeoff(df, x='macs', y='f1_macro'):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/33_plots.ipynb #c33e0002
+def plot_history(df: pd.DataFrame, # results rows with a `history` column
+                 run_dir, # the run folder the history paths are relative to
+                 dataset: str, # the dataset to draw
+                ) -> plt.Figure:
+    "Per configuration of `dataset`: validation macro F1 (top) and train/validation loss (bottom) per epoch, a line per seed."
+    rows = df[(df['dataset'] == dataset) & df['history'].notna()]
+    cfgs = _order(rows['config'].unique())
+    fig, axs = plt.subplots(2, len(cfgs), figsize=(3.2 * len(cfgs) + 1, 5.5), squeeze=False, sharex='col')
+    for j, c in enumerate(cfgs):
+        for _, r in rows[rows['config'] == c].iterrows():
+            h = read_history(run_dir, r)
+            line, = axs[0, j].plot(h['epoch'], 100 * h['valid_f1'], label=f"seed {r['seed']}")
+            if pd.notna(r.get('best_epoch')): axs[0, j].axvline(r['best_epoch'], color=line.get_color(), ls=':', lw=0.8)
+            axs[1, j].plot(h['epoch'], h['train_loss'], color=line.get_color(), ls='--')
+            axs[1, j].plot(h['epoch'], h['valid_loss'], color=line.get_color())
+        axs[0, j].set_title(c); axs[1, j].set_xlabel('epoch')
+    axs[0, 0].set_ylabel('validation F1 (macro, %)'); axs[1, 0].set_ylabel('loss: train (dashed), valid')
+    axs[0, -1].legend(fontsize=7)
+    fig.suptitle(f'{dataset}: learning curves')
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/33_plots.ipynb #5e4c625a
 def _save(fig, path):
     "Save `fig` as PNG at `path`, close it, return the path."
@@ -165,6 +188,9 @@ def plot_all(results, out_dir) -> list:
         for kind, name in (('recognition', 'recognition'), ('resources', 'resource')):
             paths.append(_save(plot_relative(df, d, kind), out/f'{name}-{slug(d)}.png'))
     paths.append(_save(plot_tradeoff(df), out/'f1-vs-macs.png'))
+    run_dir = None if isinstance(results, pd.DataFrame) else Path(results) if Path(results).is_dir() else Path(results).parent   # history paths are relative to the run folder
+    if run_dir is not None and 'history' in df and df['history'].notna().any():
+        for d in df.loc[df['history'].notna(), 'dataset'].unique(): paths.append(_save(plot_history(df, run_dir, d), out/f'curves-{slug(d)}.png'))
     return paths
 
 # %% ../nbs/33_plots.ipynb #febf720c

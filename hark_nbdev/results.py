@@ -17,16 +17,17 @@ import hark_nbdev
 
 # %% auto #0
 __all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'atomic_write',
-           'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions', 'cpu_model', 'machine', 'git_commit',
-           'provenance', 'data_fingerprint', 'read_runs', 'log_run']
+           'remove_stale_temporaries', 'ResultsStore', 'slug', 'history_path', 'save_history', 'read_history',
+           'versions', 'cpu_model', 'machine', 'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
-RESULTS_SCHEMA = 2   # 1: the runs before this layout (40 to 44 columns, depending on the run)
+RESULTS_SCHEMA = 3   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: before recipes
 KEY = ['dataset', 'config', 'seed']
 RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
                      'params', 'trainable_params', 'params_keras', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
                      'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
                      'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
+                     'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'history',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
@@ -124,6 +125,25 @@ class ResultsStore:
 def slug(s) -> str:
     "`s` as a file-name part: runs of characters other than letters, digits, `.`, `_`, `-` become one `-`."
     return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
+
+# %% ../nbs/32_results.ipynb #c32e0002
+def history_path(dataset, protocol, config, seed) -> Path:
+    "Where the learning curve of a row lives, relative to its run folder."
+    return Path('history')/slug(f'{dataset}-{protocol}')/f'{slug(config)}-seed{seed}.csv'
+
+def save_history(out,       # the run folder
+                 records,   # the per-epoch records (a list of dicts, e.g. `info['history']`) or a DataFrame
+                 dataset, protocol, config, seed,  # the row's key and protocol
+                ) -> str:
+    "Write a row's learning curve atomically; its path relative to `out` (for the row's `history` column)."
+    rel = history_path(dataset, protocol, config, seed)
+    (Path(out)/rel).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(out)/rel) as f: pd.DataFrame(records).to_csv(f, index=False)
+    return str(rel)
+
+def read_history(out, row) -> pd.DataFrame:
+    "The learning curve of results row `row` (a dict or Series with a `history` path) of run folder `out`."
+    return pd.read_csv(Path(out)/row['history'])
 
 # %% ../nbs/32_results.ipynb #e8cf8521
 def versions() -> dict:

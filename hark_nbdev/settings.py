@@ -14,9 +14,10 @@ try: import tomllib                        # Python 3.11+
 except ImportError: tomllib = None
 
 # %% auto #0
-__all__ = ['DATASET_NAMES', 'PROTOCOL_NAMES', 'CONFIG_NAMES', 'SCHEDULE_NAMES', 'SITE_NAMES', 'MATCH_NAMES', 'FIELDS',
-           'SettingsError', 'RunSettings', 'read_settings_file', 'load_settings', 'field_docs', 'OneLineParser',
-           'run_parser', 'args_settings', 'parse_run_args', 'DataError', 'one_line', 'command_errors']
+__all__ = ['DATASET_NAMES', 'PROTOCOL_NAMES', 'CONFIG_NAMES', 'SCHEDULE_NAMES', 'SITE_NAMES', 'MATCH_NAMES', 'RECIPE_NAMES',
+           'INIT_NAMES', 'NORM_NAMES', 'SELECT_NAMES', 'AUGMENT_NAMES', 'FIELDS', 'SettingsError', 'RunSettings',
+           'read_settings_file', 'load_settings', 'field_docs', 'OneLineParser', 'run_parser', 'args_settings',
+           'parse_run_args', 'DataError', 'one_line', 'command_errors']
 
 # %% ../nbs/30_settings.ipynb #5c7b7eb7
 DATASET_NAMES = ('ucihar', 'hapt', 'wisdm', 'wisdm2019', 'opportunity', 'sensors', 'synthetic')   # = datasets.DATASETS + the toy set
@@ -25,6 +26,11 @@ CONFIG_NAMES = ('LM', 'MM', 'OM', 'OM-Att', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB
 SCHEDULE_NAMES = ('one_cycle', 'constant')                              # = configs.SCHEDULES
 SITE_NAMES = ('conv1', 'conv2', 'conv3', 'conv4')                       # = models.SITES
 MATCH_NAMES = ('avg', 'sorted')                                         # = losses.CHANNEL_MATCHES
+RECIPE_NAMES = ('v1', 'paper')                                          # = configs.RECIPES
+INIT_NAMES = ('keras', 'torch')                                         # = models.INITS
+NORM_NAMES = ('batch',)                                                 # = models.NORMS without None
+SELECT_NAMES = ('f1', 'loss', 'last')                                   # = configs.SELECTS
+AUGMENT_NAMES = ('jitter', 'scale', 'rotate', 'shift')                  # = augment.AUGMENTS
 
 class SettingsError(ValueError):
     "A setting of the wrong type or value; the message names the option and its valid values."
@@ -40,7 +46,7 @@ class RunSettings:
     seeds: tuple = 1              # seeds: N for 0..N-1, or a list of seeds
     epochs: int = None            # epochs per training (default: the schedule's, 30 for one_cycle; at most 300 for constant)
     teacher_epochs: int = None    # epochs of the teachers OM and OM-Att (default: `epochs`)
-    schedule: str = 'one_cycle'   # 'one_cycle' (fixed budget) or 'constant' (the study's lr 1e-3 with early stopping)
+    schedule: str = None          # 'one_cycle' (fixed budget) or 'constant' (the study's lr 1e-3 with early stopping) (default: the recipe's)
     patience: int = 10            # early-stopping patience in epochs (constant schedule only)
     teacher_seeds: int = None     # train teachers for this many seeds only and share them (seed % N); default: one per seed
     sites: tuple = None           # conv layers that get CBAM in the attention models: 'conv2+conv3' or a list (default: conv4)
@@ -53,6 +59,16 @@ class RunSettings:
     reduction: int = None         # CBAM channel-MLP reduction ratio (default: the model's); attention models only
     kernel: int = None            # CBAM spatial-attention kernel size, odd (default: the model's); attention models only
     dropout: float = None         # dropout before the classifier head, 0 <= p < 1 (default: the model's, none)
+    recipe: str = None            # named defaults of the training recipe: 'v1' (default) or the study's 'paper' (see configs.RECIPES)
+    init: str = None              # initial weights: 'keras' or 'torch' (default: the recipe's, keras)
+    revive: bool = None           # flip dead conv filters alive on training windows before training (default: the recipe's)
+    norm: str = None              # 'batch': BatchNorm after each conv (default: none)
+    lstm_dropout: float = None    # dropout on the input of each LSTM layer, 0 <= p < 1 (default: none)
+    wd: float = None              # AdamW weight decay >= 0 (default: the recipe's, 0)
+    clip: float = None            # largest gradient norm > 0 (default: the recipe's, no clipping)
+    label_smoothing: float = None # label smoothing of the cross-entropy, 0 <= eps < 1 (default: the recipe's, 0)
+    augment: tuple = None         # training-batch augmentations jitter, scale, rotate, shift joined by '+' (default: the recipe's, none)
+    select: str = None            # the weights kept: best validation 'f1', lowest validation 'loss' or the 'last' epoch (default: the recipe's, f1)
 
     def __post_init__(self):
         for f in fields(self): object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
@@ -116,17 +132,30 @@ def _kernel(name, v):
     if v is not None and v % 2 == 0: _fail(name, v, "an odd int >= 1 or None")
     return v
 
+def _bool(name, v):
+    "`v` as a bool: True/False, or the words true/false, yes/no, 1/0 (None passes)."
+    if v is None or isinstance(v, bool): return v
+    w = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(v).strip().lower())
+    if w is None: _fail(name, v, 'true or false')
+    return w
+
 _CHECKS = dict(
     dataset=lambda n, v: _choice(n, v, DATASET_NAMES), path=_folder,
     protocol=lambda n, v: _choice(n, v, PROTOCOL_NAMES),
     configs=lambda n, v: _names(n, v, CONFIG_NAMES, ',', all_ok=True), seeds=_seeds,
-    epochs=_int, teacher_epochs=_int, schedule=lambda n, v: _choice(n, v, SCHEDULE_NAMES),
+    epochs=_int, teacher_epochs=_int, schedule=lambda n, v: _choice(n, v, SCHEDULE_NAMES, none=True),
     patience=lambda n, v: _int(n, v, none=False), teacher_seeds=_int,
     sites=lambda n, v: None if v is None else _names(n, v, SITE_NAMES, '+'),
     out=lambda n, v: _folder(n, v, none=False, out=True),
     lr=lambda n, v: _float(n, v, 0, lo_open=True), alpha=lambda n, v: _float(n, v, 0, 1), T=lambda n, v: _float(n, v, 0, lo_open=True),
     beta=lambda n, v: _float(n, v, 0), match=lambda n, v: _choice(n, v, MATCH_NAMES, none=True),
-    reduction=_int, kernel=_kernel, dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True))
+    reduction=_int, kernel=_kernel, dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True),
+    recipe=lambda n, v: _choice(n, v, RECIPE_NAMES, none=True), init=lambda n, v: _choice(n, v, INIT_NAMES, none=True), revive=_bool,
+    norm=lambda n, v: None if v == 'none' else _choice(n, v, NORM_NAMES, none=True),
+    lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
+    label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
+    augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True))
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
@@ -174,8 +203,10 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message): self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teacher_seeds=int, reduction=int, kernel=int,
-                  lr=float, alpha=float, T=float, beta=float, dropout=float)
-_CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES)
+                  lr=float, alpha=float, T=float, beta=float, dropout=float,
+                  lstm_dropout=float, wd=float, clip=float, label_smoothing=float)
+_CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES,
+                   recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES)
 
 def _named(doc): return re.sub(r'\b(DATASET|CONFIG)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
 
