@@ -125,7 +125,7 @@ def schedule_defaults(schedule, lr=None, epochs=None) -> tuple:
     return (d['lr'] if lr is None else lr), (d['epochs'] if epochs is None else epochs)
 
 def train_config(config: str, data, teacher=None, epochs: int = None, patience: int = 10, seed: int = 42,
-                 lr: float = None, schedule: str = 'one_cycle', quiet: bool = False, **kwargs) -> tuple:
+                 lr: float = None, schedule: str = 'one_cycle', quiet: bool = False, cbs: list = None, **kwargs) -> tuple:
     "Build and train `config` with `schedule` ('one_cycle' or the study's 'constant'); returns `(learner with the best weights, info)`."
     lr, epochs = schedule_defaults(schedule, lr, epochs)
     learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, quiet=quiet, **kwargs)
@@ -133,7 +133,7 @@ def train_config(config: str, data, teacher=None, epochs: int = None, patience: 
     old_dir = learn.model_dir
     with tempfile.TemporaryDirectory(prefix='hark_') as d:
         learn.model_dir = Path(d)                # absolute: learn.path/model_dir is then just d
-        cbs = [SaveModelCallback(fname='best', **mon)]
+        cbs = [SaveModelCallback(fname='best', **mon)] + list(cbs or [])   # extra callbacks for this fit, e.g. a sweep's pruning
         out = io.StringIO() if quiet else None   # the trackers print() their messages
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():

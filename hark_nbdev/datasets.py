@@ -105,6 +105,7 @@ def make_splits(src, p:dict, seed=42, report:dict=None):
 # %% ../nbs/05_datasets.ipynb #71495563
 def get_data(name, path=None, protocol='standard', window=None, step=None, seed=42, bs=64, **opts) -> HARData:
     "A normalised `HARData` for dataset `name` under `protocol` ('standard' | 'paper'); `opts` override protocol keys or go to the reader."
+    if name == 'synthetic': return synthetic_data(bs=bs, **(dict(window=window) if window else {}), **opts)   # no files: tests, demos
     spec = get_spec(name)
     p = protocol_params(spec, protocol, window, step, **opts)
     src = spec.read(resolve_path(spec, path), **p['opts'])
