@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
 from hark_nbdev.configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config
-from hark_nbdev.experiment import run_experiment, versions, machine
+from hark_nbdev.results import versions, machine
+from hark_nbdev.experiment import run_experiment
 from hark_nbdev.models import get_model
 from hark_nbdev.profile import profile_model
 from hark_nbdev.plots import plot_all

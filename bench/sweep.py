@@ -20,7 +20,8 @@ import pandas as pd, torch
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
 from hark_nbdev.configs import TEACHER_OF, train_config, evaluate
-from hark_nbdev.experiment import atomic_write, ResultsStore, Runner
+from hark_nbdev.results import atomic_write, ResultsStore
+from hark_nbdev.experiment import Runner
 
 warnings.filterwarnings('ignore', category=FutureWarning)
 GRID = 'T=1; T=2; T=4; alpha=0.1; alpha=0.9; beta=0; beta=10'   # around KD_DEFAULTS, one setting at a time

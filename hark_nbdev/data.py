@@ -1,4 +1,4 @@
-"""Containers, windowing, splits, train-only normalisation, fastai `DataLoaders` and the dataset cache for HAR data.
+"""Containers, windowing, splits, train-only normalisation, and fastai `DataLoaders` for HAR data.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/data.html.md"""
 
@@ -6,9 +6,8 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #7eff4f7a
 from __future__ import annotations
-import os, random, shutil, hashlib, warnings, zipfile, tarfile, urllib.request
+import random, warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 import numpy as np, torch
 from fastcore.basics import store_attr
@@ -18,9 +17,9 @@ from fastai.torch_core import default_device
 
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
-           'split_recordings', 'subject_split', 'valid_split', 'assert_disjoint', 'random_split', 'Normalizer',
-           'WindowDataset', 'WindowDL', 'window_dl', 'HARData', 'synthetic_data', 'cache_dir', 'missing_files',
-           'find_root', 'expected_layout', 'download_dataset', 'resolve_path']
+           'split_recordings', 'subject_split', 'pick_valid_subjects', 'valid_split', 'assert_disjoint', 'random_split',
+           'check_folds', 'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl',
+           'HARDataLoaders', 'check_count', 'drop_untrained_classes', 'HARData', 'format_report', 'synthetic_data']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -179,13 +178,24 @@ def subject_split(ws:WindowSet, test_subjects, valid_subjects=()) -> dict:
     if (te & va).any(): raise ValueError(f"subjects {sorted(set(test_subjects) & set(valid_subjects))} are both test and valid subjects")
     return dict(train=ws.subset(~(te | va)), valid=ws.subset(va), test=ws.subset(te))
 
-def valid_split(train:WindowSet, valid_subjects=None, valid_frac=0.15, seed=42):
+def pick_valid_subjects(subjects,         # the training subjects to choose from
+                        valid_frac=0.15,  # fraction of them to hold out (at least one, never all)
+                        seed=42,          # seed of the draw
+                       ) -> list:
+    "The sorted validation subjects `valid_split` holds out of `subjects` when none are listed: a seeded `valid_frac` of them."
+    subs = sorted(int(s) for s in subjects)
+    if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
+    k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
+    return sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+
+def valid_split(train:WindowSet,     # the training windows
+                valid_subjects=None, # the training subjects to hold out (default: `pick_valid_subjects`)
+                valid_frac=0.15,     # fraction of training subjects to hold out when `valid_subjects` is None
+                seed=42,             # seed of that draw
+               ):
     "Hold out TRAINING subjects (`valid_subjects`, else a seeded `valid_frac` of them) for validation -> (train, valid)."
     subs = train.subjects
-    if valid_subjects is None:
-        if len(subs) < 2: raise ValueError(f"need >= 2 training subjects to hold some out for validation, got {subs}")
-        k = min(len(subs) - 1, max(1, round(valid_frac * len(subs))))
-        valid_subjects = sorted(np.random.default_rng(seed).choice(subs, k, replace=False).tolist())
+    if valid_subjects is None: valid_subjects = pick_valid_subjects(subs, valid_frac, seed)
     missing = set(valid_subjects) - set(subs)
     if missing: raise ValueError(f"validation subjects {sorted(missing)} are not training subjects {subs}")
     va = _by_subjects(train, valid_subjects)
@@ -218,6 +228,50 @@ def random_split(ws:WindowSet, fracs=(0.7, 0.15, 0.15), seed=42) -> dict:
     va, te = _stratified(rest, ws.y[rest], round(fracs[2] / (fracs[1] + fracs[2]), 6), seed)
     return dict(train=ws.subset(np.sort(tr)), valid=ws.subset(np.sort(va)), test=ws.subset(np.sort(te)))
 
+# %% ../nbs/00_data.ipynb #f01d5a02
+def check_folds(folds, # K >= 2 (an int, or its digits as given on a command line) or 'loso'
+               ):
+    "`folds` as 'loso' or an int K >= 2; a one-line `ValueError` naming the valid values otherwise."
+    if isinstance(folds, str) and folds.strip().isdigit(): folds = int(folds)
+    if folds == 'loso': return folds
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be 'loso' or an integer K >= 2 (subject-wise K-fold), got {folds!r}")
+    return int(folds)
+
+def _fold_tests(subs, folds, seed) -> list:
+    "The test subjects of each fold: one subject each for 'loso', else the test groups of a shuffled `KFold` over `subs`."
+    from sklearn.model_selection import KFold
+    folds = check_folds(folds)
+    if folds == 'loso': return [[s] for s in subs]
+    if folds > len(subs): raise ValueError(f"folds={folds} asks for more folds than the {len(subs)} subjects {subs}")
+    return [sorted(np.asarray(subs)[te].tolist()) for _, te in KFold(int(folds), shuffle=True, random_state=seed).split(subs)]
+
+def subject_folds(ws:WindowSet,     # windows with their subjects
+                  folds,            # K (subject-wise K-fold, K >= 2) or 'loso' (leave one subject out)
+                  seed=42,          # seed of the K-fold shuffle and of each fold's validation draw
+                  valid_frac=0.15,  # fraction of each fold's training subjects held out for validation
+                 ) -> list:
+    "Subject-wise folds of `ws`: a dict per fold with its index and sorted `train`, `valid` and `test` subjects."
+    subs = ws.subjects
+    if len(subs) < 3: raise ValueError(f"subject-wise folds (folds={folds!r}) need windows of >= 3 subjects (train, valid, test); "
+                                       f"these have subject(s) {subs} only")
+    out = []
+    for i, test in enumerate(_fold_tests(subs, folds, seed)):
+        rest = [s for s in subs if s not in test]
+        try: valid = pick_valid_subjects(rest, valid_frac, seed)
+        except ValueError as e:
+            raise ValueError(f"fold {i} of folds={folds!r} (test subjects {test}) cannot hold out validation subjects: {e}") from e
+        out.append(dict(fold=i, train=[s for s in rest if s not in valid], valid=valid, test=test))
+    return out
+
+def fold_split(ws:WindowSet,  # the windows `folds` was made from
+               fold:dict,     # one fold of `subject_folds`
+              ) -> dict:
+    "The train/valid/test windows of one fold of `subject_folds` (checked disjoint by subject)."
+    sp = subject_split(ws, fold['test'], fold['valid'])
+    assert_disjoint(sp)
+    return sp
+
 # %% ../nbs/00_data.ipynb #e5d53bfd
 class Normalizer:
     "Per-channel z-score fitted on training windows only."
@@ -243,8 +297,12 @@ class Normalizer:
 
 # %% ../nbs/00_data.ipynb #f186ef42
 class WindowDataset(torch.utils.data.TensorDataset):
-    "The (X, y) tensors of a `WindowSet`; `new_empty` lets `Learner.export` save a Learner without its data."
-    def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
+    "The (X, y) tensors of a `WindowSet`, with the `normalizer` and `classes` a trained model needs to read raw windows."
+    def __init__(self, *tensors, normalizer=None, classes=None):   # tensors: X (n, 1, T, C) float32, y (n,) int64
+        super().__init__(*tensors); self.normalizer, self.classes = normalizer, classes
+    def new_empty(self):
+        "An empty copy with its own (empty) storage: a `t[:0]` view would keep, and `Learner.export` pickle, all the data."
+        return type(self)(*(t.new_empty((0, *t.shape[1:])) for t in self.tensors), normalizer=self.normalizer, classes=self.classes)
 
 class WindowDL(DataLoader):
     "fastai `DataLoader` over (X, y) tensors, batched by tensor indexing."
@@ -256,29 +314,72 @@ class WindowDL(DataLoader):
             b = np.asarray(b, dtype=np.int64)
             self.batch_idxs = b   # dataset rows of the batch being yielded: lets callbacks look up per-window caches
             yield torch.from_numpy(X[b]), torch.from_numpy(y[b])
+    def decode_batch(self, b, max_n=9, full=True):
+        "(raw window (T, C), class name) per item of batch `b` = (xb, class indices): what `Learner.predict` shows."
+        xb, yb = b[0].detach().cpu().numpy()[:max_n, 0], b[-1].detach().cpu().numpy()[:max_n]
+        nrm, names = self.dataset.normalizer, self.dataset.classes
+        if nrm is not None: xb = xb * nrm.std + nrm.mean       # undo the z-score: the window as the sensor gave it
+        return [(x, names[int(y)] if names is not None else int(y)) for x, y in zip(xb, yb)]
 
-def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None) -> WindowDL:
-    "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws`."
-    ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y))
+def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None, normalizer=None, classes=None) -> WindowDL:
+    "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws` (`normalizer`, `classes`: carried for inference)."
+    ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y),
+                       normalizer=normalizer, classes=classes)
     dl = WindowDL(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device)
     dl.rng = random.Random(seed)                              # fastai draws it from the global RNG otherwise
     return dl
 
+class HARDataLoaders(DataLoaders):
+    "fastai `DataLoaders` whose `test_dl` takes RAW windows, so `Learner.predict(window)` works, also on an exported Learner."
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, bs=None, **kwargs) -> WindowDL:
+        "An in-order loader over raw windows `test_items` (each (T, C), or one (n, T, C) array), z-scored with the training statistics."
+        ds = self.train.dataset
+        X = np.stack([np.asarray(w, dtype=np.float32) for w in test_items]) if len(test_items) else np.zeros((0, *ds.tensors[0].shape[2:]), np.float32)
+        want = tuple(ds.tensors[0].shape[2:])
+        if X.ndim != 3 or X.shape[1:] != want: raise ValueError(f"test_dl wants raw windows of shape {want} (time, channels), got {X.shape[1:]}")
+        if ds.normalizer is not None: X = ds.normalizer(X)
+        return window_dl(WindowSet(X, np.zeros(len(X), np.int64), np.zeros(len(X), np.int64)), bs or self.train.bs or 64,
+                         device=self.device, normalizer=ds.normalizer, classes=ds.classes)
+
 # %% ../nbs/00_data.ipynb #1c777af7
+def check_count(name, value, low=1):
+    "`value` as an int; a one-line `TypeError` (not an integer) or `ValueError` (below `low`) naming option `name` otherwise."
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {low}, got {type(value).__name__} {value!r}")
+    if value < low: raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+def drop_untrained_classes(train:WindowSet, valid:WindowSet, test:WindowSet, classes, report:dict=None) -> tuple:
+    "Drop the classes with no TRAINING window (no model can learn them) with their valid/test windows; renumber, warn, note in `report`."
+    counts = np.bincount(train.y, minlength=len(classes))
+    keep = counts > 0
+    if keep.all(): return train, valid, test, list(classes)
+    gone, new_id = [c for c, k in zip(classes, keep) if not k], np.cumsum(keep) - 1
+    def _remap(ws):
+        s = ws.subset(keep[ws.y]); s.y = new_id[s.y]; return s
+    lost = {k: int((~keep[s.y]).sum()) for k, s in (('valid', valid), ('test', test))}
+    warnings.warn(f"class(es) {gone} have no training window and are dropped, with {lost['valid']} valid and {lost['test']} test "
+                  f"windows: the model learns the other {int(keep.sum())} classes")
+    if report is not None: report.update(dropped_classes=gone, dropped_class_windows=lost)
+    return _remap(train), _remap(valid), _remap(test), [c for c, k in zip(classes, keep) if k]
+
 class HARData:
     "Normalised train/valid/test windows + metadata, with fastai `DataLoaders`."
     def __init__(self, train, valid, test, classes, channels, rate, protocol=None, bs=64, seed=42, normalizer=None, report=None):
-        store_attr()
+        store_attr(); check_count('bs', bs)
         self.protocol, self.report, self._dls = dict(protocol or {}), dict(report or {}), None
     @classmethod
     def from_windows(cls, train:WindowSet, valid:WindowSet, test:WindowSet, classes, channels, rate,
                      protocol:dict=None, bs=64, normalize=True, seed=42, report:dict=None):
-        "Check the splits, fit a `Normalizer` on `train` (if `normalize`) and apply it to all three."
+        "Check the splits, drop classes without training windows, fit a `Normalizer` on `train` (if `normalize`) and apply it to all three."
+        check_count('bs', bs)
         if not len(train): raise ValueError("the training split has no windows")
         for k, s in zip(SPLITS, (train, valid, test)):
             if len(s) and s.X.shape[1:] != train.X.shape[1:]: raise ValueError(f"{k} windows are {s.X.shape[1:]}, train windows {train.X.shape[1:]}")
             if len(s) and s.X.shape[2] != len(channels): raise ValueError(f"{k} windows have {s.X.shape[2]} channels, {len(channels)} channel names given")
             if len(s) and (s.y.min() < 0 or s.y.max() >= len(classes)): raise ValueError(f"{k} labels outside 0..{len(classes)-1}")
+        report = dict(report or {})
+        train, valid, test, classes = drop_untrained_classes(train, valid, test, classes, report)
         nrm = Normalizer().fit(train.X, channels) if normalize else None
         if nrm is not None: train, valid, test = map(nrm.apply, (train, valid, test))
         protocol = dict(protocol or {})
@@ -292,33 +393,44 @@ class HARData:
     def n_channels(self): return self.train.X.shape[2]
     @property
     def n_classes(self): return len(self.classes)
+    def _dl(self, ws, **kw): return window_dl(ws, self.bs, normalizer=self.normalizer, classes=self.classes, **kw)
     @property
-    def dls(self) -> DataLoaders:
-        "fastai `DataLoaders`: train shuffled (seeded) with drop_last, valid in order."
+    def dls(self) -> HARDataLoaders:
+        "fastai `DataLoaders`: train shuffled (seeded) with drop_last, valid in order; they carry the normaliser and class names."
         if self._dls is None:
-            tr = window_dl(self.train, self.bs, shuffle=True, drop_last=len(self.train) >= self.bs, seed=self.seed)
-            self._dls = DataLoaders(tr, window_dl(self.valid, self.bs), device=default_device())
+            tr = self._dl(self.train, shuffle=True, drop_last=len(self.train) >= self.bs, seed=self.seed)
+            self._dls = HARDataLoaders(tr, self._dl(self.valid), device=default_device())
         return self._dls
     def test_dl(self, bs=None) -> WindowDL:
         "An in-order `DataLoader` over the test windows."
-        return window_dl(self.test, bs or self.bs, device=self.dls.device)
+        return window_dl(self.test, bs or self.bs, device=self.dls.device, normalizer=self.normalizer, classes=self.classes)
 
 # %% ../nbs/00_data.ipynb #e6254323
 def _class_counts(ws, classes): return {c: int(n) for c, n in zip(classes, np.bincount(ws.y, minlength=len(classes)))}
 
 def _summary(self:HARData) -> dict:
     "Everything `hark-data` prints, as a JSON-friendly dict."
-    p, sp = self.protocol, dict(zip(SPLITS, (self.train, self.valid, self.test)))
+    p, sp, r = self.protocol, dict(zip(SPLITS, (self.train, self.valid, self.test))), self.report
     return dict(dataset=p.get('dataset', ''), protocol=p.get('protocol', ''), channels=self.n_channels, channel_names=list(self.channels),
                 classes=list(self.classes), window=self.window, step=self.step, label=p.get('label'), rate=self.rate,
                 split=p.get('split'), seed=p.get('seed'),
                 **{f'{k}_windows': len(v) for k, v in sp.items()},
                 class_counts={k: _class_counts(v, self.classes) for k, v in sp.items()},
                 subjects={k: v.subjects for k, v in sp.items()},
-                skipped_lines=int(self.report.get('skipped_lines', 0)), repaired_lines=int(self.report.get('repaired_lines', 0)),
-                dropped_windows={k: self.report.get(k, 0) for k in ('unlabelled_windows', 'mixed_windows')},
-                short_recordings=len(self.report.get('short_recordings', [])))
+                skipped_lines=int(r.get('skipped_lines', 0)), repaired_lines=int(r.get('repaired_lines', 0)),
+                skipped_examples=[f"{f}:{l}: {why}" for f, l, why in list(r.get('skipped', []))[:3]],
+                dropped_windows={k: r.get(k, 0) for k in ('unlabelled_windows', 'mixed_windows')},
+                dropped_classes=list(r.get('dropped_classes', [])),
+                short_recordings=len(r.get('short_recordings', [])))
 HARData.summary = _summary
+
+def format_report(s:dict) -> str:
+    "The parse report of a `HARData.summary()` dict in a line or two: skipped and repaired lines, dropped windows and classes."
+    out = (f"parse report: {s['skipped_lines']} lines skipped, {s['repaired_lines']} repaired; windows dropped: "
+           + ', '.join(f"{k.replace('_windows', '')} {v}" for k, v in s['dropped_windows'].items()))
+    if s.get('dropped_classes'): out += f"; classes dropped (no training window): {', '.join(s['dropped_classes'])}"
+    if s.get('skipped_examples'): out += f"\n  first skipped: {'; '.join(s['skipped_examples'])}"
+    return out
 
 def _repr(self:HARData):
     return (f"HARData({self.protocol.get('dataset', '?')}/{self.protocol.get('protocol', '?')}: train {len(self.train)}, valid {len(self.valid)}, "
@@ -335,100 +447,3 @@ def synthetic_data(n=600, n_classes=3, window=32, n_channels=6, n_subjects=6, se
                  split=f'test subject {n_subjects - 1}, valid subject {n_subjects - 2}', seed=seed)
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], [f'class{i}' for i in range(n_classes)],
                                 [f'ch{i}' for i in range(n_channels)], 50., proto, bs=bs, seed=seed)
-
-# %% ../nbs/00_data.ipynb #bc4dd364
-def cache_dir() -> Path:
-    "Root of the dataset cache: `$HARK_CACHE` or `~/.hark/data`."
-    return Path(os.environ.get('HARK_CACHE') or '~/.hark/data').expanduser()
-
-def missing_files(folder, files) -> list:
-    "The patterns of `files` with no match in `folder`."
-    folder = Path(folder)
-    return [f for f in (files or []) if not any(folder.glob(f))]
-
-def find_root(folder, spec:DatasetSpec, depth=1):
-    "`folder` if it holds all `spec.files`, else such a sub-folder up to `depth` levels down, else None."
-    folder = Path(folder)
-    if not folder.is_dir(): return None
-    if not missing_files(folder, spec.files): return folder
-    if depth <= 0 or not spec.files: return None
-    subs = sorted((d for d in folder.iterdir() if d.is_dir()), key=lambda d: (not d.name.startswith(spec.name), d.name))
-    return next((r for d in subs if (r := find_root(d, spec, depth - 1)) is not None), None)
-
-# %% ../nbs/00_data.ipynb #6160721b
-def expected_layout(spec:DatasetSpec) -> str:
-    "Human-readable description of where to put `spec`'s files."
-    files = ', '.join(spec.files or []) or '(any files the reader understands)'
-    return (f"Put the {spec.name} files in a folder and pass it as --path (path=...), or set HARK_DATA to that folder "
-            f"or to a parent folder holding it as '{spec.name}/'; the folder must contain: {files}")
-
-def _sha256(p):
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
-def _extract(arch, dest):
-    "Extract archive `arch` into `dest`, then any zip found inside (nested archives, e.g. UCI HAR's)."
-    shutil.unpack_archive(str(arch), str(dest))
-    for _ in range(2):                                      # two levels of nesting are plenty
-        inner = [z for z in Path(dest).rglob('*.zip') if not z.with_suffix('').exists()]
-        for z in inner: shutil.unpack_archive(str(z), str(z.with_suffix('')))
-        if not inner: break
-
-# %% ../nbs/00_data.ipynb #1503b373
-def download_dataset(spec:DatasetSpec, timeout=60) -> Path:
-    "Download `spec.url` into the cache with fastdownload, extract, check files and sha256; return the dataset folder."
-    from fastdownload import download_url
-    base = cache_dir()
-    arch = base/'archive'/spec.url.rstrip('/').split('/')[-1].split('?')[0]
-    arch.parent.mkdir(parents=True, exist_ok=True)
-    if not arch.exists(): download_url(spec.url, arch, timeout=timeout, show_progress=False)
-    sha = dict(spec.sha256 or {})
-    if arch.name in sha and _sha256(arch) != sha.pop(arch.name):
-        arch.unlink(); raise RuntimeError(f"{spec.url}: sha256 of the downloaded {arch.name} does not match; file removed, try again")
-    tmp, dest = base/f'{spec.name}.partial', base/spec.name
-    shutil.rmtree(tmp, ignore_errors=True)
-    if zipfile.is_zipfile(arch) or tarfile.is_tarfile(arch): _extract(arch, tmp)
-    else: tmp.mkdir(parents=True); shutil.copy(arch, tmp/arch.name)    # a plain data file
-    root = find_root(tmp, spec, depth=2)
-    if root is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"{spec.url}: the archive lacks {missing_files(tmp, spec.files)}; {expected_layout(spec)}")
-    bad = [f for f, h in sha.items() if not (root/f).exists() or _sha256(root/f) != h]
-    if bad:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"{spec.url}: sha256 mismatch or missing for {bad}")
-    shutil.rmtree(dest, ignore_errors=True); tmp.rename(dest)   # only complete, checked data enters the cache
-    return find_root(dest, spec, depth=2)
-
-# %% ../nbs/00_data.ipynb #330de01f
-def _spec(spec):
-    if isinstance(spec, DatasetSpec): return spec
-    from hark_nbdev.datasets import DATASETS                  # lazy: datasets builds on this module
-    if spec not in DATASETS: raise ValueError(f"unknown dataset {spec!r}; valid names: {sorted(DATASETS)}")
-    return DATASETS[spec]
-
-def resolve_path(spec, path=None, download=True) -> Path:
-    "Dataset folder for `spec` (a DatasetSpec or registered name): `path` > env HARK_DATA > cache > download."
-    spec = _spec(spec)
-    if path is not None:
-        root = find_root(Path(path).expanduser(), spec)
-        if root is None:
-            why = 'does not exist' if not Path(path).expanduser().exists() else f"lacks {missing_files(Path(path).expanduser(), spec.files)}"
-            raise FileNotFoundError(f"{path} {why}. {expected_layout(spec)}")
-        return root
-    env = os.environ.get('HARK_DATA')
-    if env:
-        env = Path(env).expanduser()
-        # the named sub-folders first: a recursive pattern ('**/x.txt') would also match from the parent itself
-        cands = [(env/spec.name, 1)] + [(d, 1) for d in sorted(env.glob(spec.name + '-*'))] + ([(env, 0)] if spec.files else [])
-        for d, depth in cands:
-            if (root := find_root(d, spec, depth)) is not None: return root
-    if (root := find_root(cache_dir()/spec.name, spec, depth=2)) is not None: return root
-    where = f"HARK_DATA={env}, " if env else "HARK_DATA unset, "
-    where += f"cache {cache_dir()/spec.name}"
-    if not (spec.url and download): raise FileNotFoundError(f"no local copy of {spec.name} ({where}) and no download URL. {expected_layout(spec)}")
-    try: return download_dataset(spec)
-    except (OSError, ValueError) as e:   # URLError is an OSError: offline, DNS failure, missing file:// target
-        raise RuntimeError(f"no local copy of {spec.name} ({where}) and downloading {spec.url} failed ({e}). {expected_layout(spec)}") from e

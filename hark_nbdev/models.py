@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import torch
 from torch import nn, Tensor
-from .attention import CBAM
+from .attention import CBAM, MapHooks, cbam_modules
 
 # %% auto #0
-__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'DeepConvLSTM', 'count_params',
-           'conv_flops', 'matches_printed', 'get_model']
+__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'DeepConvLSTM',
+           'attention_modules', 'attention_maps', 'count_params', 'conv_flops', 'matches_printed', 'get_model']
 
 # %% ../nbs/11_models.ipynb #9973611a
 WIDTHS = {'LM': (4, 8), 'MM': (8, 16), 'OM': (64, 128)}   # conv filters, LSTM units
@@ -33,8 +33,18 @@ def _check_sites(sites):
 # %% ../nbs/11_models.ipynb #07c3adba
 class DeepConvLSTM(nn.Module):
     "DeepConvLSTM on `(B, 1, window, n_channels)`: 4 x [Conv(5x1)+ReLU (+CBAM at `sites`)], 2 LSTM layers, linear head."
-    def __init__(self, n_channels: int, n_classes: int, window: int, filters: int = 64, hidden: int = 128,
-                 sites=(), reduction: int = 2, kernel: int = 7, lstm_axis: str = 'time', dropout: float = 0.):
+    def __init__(self,
+                 n_channels: int,         # sensor channels C of a window
+                 n_classes: int,          # classes K of the head
+                 window: int,             # time steps T of a window (> 16: four valid (5 x 1) convolutions)
+                 filters: int = 64,       # conv filters of every layer
+                 hidden: int = 128,       # units of both LSTM layers
+                 sites=(),                # conv layers followed by a CBAM, e.g. ('conv4',) (see `SITES`)
+                 reduction: int = 2,      # CBAM channel-attention reduction ratio r
+                 kernel: int = 7,         # CBAM spatial-attention kernel size k
+                 lstm_axis: str = 'time', # sequence axis of the LSTMs: 'time', or the authors' 'sensor'
+                 dropout: float = 0.      # dropout before the head
+                ):
         super().__init__()
         for k, v in dict(n_channels=n_channels, n_classes=n_classes, window=window, filters=filters, hidden=hidden).items():
             if not isinstance(v, int) or v < 1: raise ValueError(f"{k} must be a positive int, got {v!r}")
@@ -76,16 +86,30 @@ class DeepConvLSTM(nn.Module):
             raise ValueError(f"expected input (B, 1, window, n_channels) = (B, 1, {self.window}, {self.n_channels}), "
                              f"got {tuple(x.shape)}")
 
-    def attention_maps(self, detach: bool = False) -> dict:
-        "`{site: (channel_map (B,C,1,1), spatial_map (B,1,H,W))}` of the last forward pass (`{}` without attention)."
-        maps = {s: m.maps for s, m in self.att.items()}
-        missing = [s for s, (c, _) in maps.items() if c is None]
-        if missing: raise RuntimeError(f"no attention maps stored for {missing}: run a forward pass first "
-                                       "(and do not disable keeping with `keep_maps(model, False)`)")
-        return {s: (c.detach(), sp.detach()) for s, (c, sp) in maps.items()} if detach else maps
+# %% ../nbs/11_models.ipynb #c4d0e002
+def attention_modules(
+    model: nn.Module  # a `DeepConvLSTM`, or any model with `CBAM` blocks
+) -> dict:
+    "`{site: (channel_module_name, spatial_module_name)}` of the CBAMs in `model`: a `DeepConvLSTM`'s sites ('conv4', ...), else each CBAM's name."
+    if isinstance(model, DeepConvLSTM): return {s: (f'att.{s}.channel', f'att.{s}.spatial') for s in model.att}
+    return {n: (f'{n}.channel', f'{n}.spatial') for n in cbam_modules(model)}
+
+def attention_maps(
+    model: nn.Module,     # the model to read
+    x: Tensor,            # its input batch
+    modules: dict = None  # `{site: (channel_module_name, spatial_module_name)}`; default `attention_modules(model)`
+) -> dict:
+    "`{site: (channel_map, spatial_map)}` of one eval-mode forward pass of `model` on `x` without gradients (training mode restored)."
+    was = model.training
+    with MapHooks(model, attention_modules(model) if modules is None else modules) as hooks, torch.no_grad():
+        try: model.eval()(x); return hooks.maps()
+        finally: model.train(was)
 
 # %% ../nbs/11_models.ipynb #3474c0f1
-def count_params(model: nn.Module, keras: bool = False, trainable: bool = False) -> int:
+def count_params(model: nn.Module,         # any model
+                 keras: bool = False,      # count as Keras would: one LSTM/RNN bias vector instead of PyTorch's two
+                 trainable: bool = False   # count only parameters with `requires_grad`
+                ) -> int:
     "Number of parameters; `keras=True` drops PyTorch's redundant second LSTM bias (`4*hidden` per layer/direction)."
     n = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
     if keras:
@@ -96,7 +120,8 @@ def count_params(model: nn.Module, keras: bool = False, trainable: bool = False)
     return n
 
 # %% ../nbs/11_models.ipynb #d3be733b
-def conv_flops(model: DeepConvLSTM) -> int:
+def conv_flops(model: DeepConvLSTM  # the model whose four conv layers are counted
+              ) -> int:
     "The authors' FLOPs: the four backbone conv layers only, `2*MACs + bias` per output, at batch 1."
     total, t = 0, model.window
     for conv in model.convs.values():
@@ -116,7 +141,9 @@ PAPER_FIGURES = {'Opportunity': {'LM': ('9.04K', '450K'), 'MM': ('23.7K', '1.68M
                  'Sensors':     {'LM': ('7.99K', '932K'),  'MM': ('26.7K', '3.51M'), 'OM': ('1.41M', '211.9M')}}
 
 # %% ../nbs/11_models.ipynb #e704734d
-def matches_printed(n: int, printed: str) -> bool:
+def matches_printed(n: int,        # an exact count
+                    printed: str   # a figure as printed, e.g. '9.04K'
+                   ) -> bool:
     "True if `n` rounds to a figure printed like '9.04K', '1.41M' or '450K' (same unit, same number of decimals)."
     m = re.fullmatch(r'([0-9.]+)([KMG]?)', printed)
     if not m: raise ValueError(f"cannot parse printed figure {printed!r}; expected e.g. '9.04K', '1.41M', '450'")
@@ -127,7 +154,12 @@ def matches_printed(n: int, printed: str) -> bool:
 # %% ../nbs/11_models.ipynb #b4838495
 MODEL_NAMES = ('LM', 'MM', 'OM', 'LM-Att', 'MM-Att', 'OM-Att')
 
-def get_model(name: str, n_channels: int, n_classes: int, window: int, **options) -> DeepConvLSTM:
+def get_model(name: str,        # one of `MODEL_NAMES`
+              n_channels: int,  # sensor channels of a window
+              n_classes: int,   # classes
+              window: int,      # time steps of a window
+              **options         # `DeepConvLSTM` options: sites, reduction, kernel, lstm_axis, dropout
+             ) -> DeepConvLSTM:
     "Build model `name` (LM, MM, OM, LM-Att, MM-Att, OM-Att) for `(B, 1, window, n_channels)` inputs."
     if name not in MODEL_NAMES: raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     base, att = name.split('-')[0], name.endswith('-Att')

@@ -25,7 +25,8 @@ from .datasets import get_data
 from .models import _check_sites
 from .losses import CHANNEL_MATCHES
 from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, _check_config
-from .experiment import Runner, ResultsStore, atomic_write, seed_list, versions, machine
+from .results import ResultsStore, atomic_write, versions, machine
+from .experiment import Runner, seed_list
 from .report import md_table
 
 # %% auto #0

@@ -61,9 +61,24 @@ def _new_report():
     return dict(files=0, lines=0, blank_lines=0, records=0, repaired_lines=0, skipped_lines=0,
                 skipped_records=0, repaired=[], skipped=[], gaps=0)
 
+def _one_form(recs, fname, report, bad_lines, strict=False) -> list[tuple]:
+    "Keep the records of `fname` in the form (with or without timestamp) most of its records have; skip and count the others."
+    has_ts = [r[3] is not None for r in recs]
+    full = 2 * sum(has_ts) >= len(has_ts)                  # the file's form; a tie keeps the full form
+    why = (f"{5 if full else 6} fields where this file's records have {6 if full else 5} "
+           "(a missing or extra number would shift the timestamp and x, y, z)")
+    out = []
+    for r, t in zip(recs, has_ts):
+        if t == full: out.append(r); continue
+        if strict: raise ValueError(f'{fname}, line {r[0]}: {why}')
+        report['skipped'].append((Path(fname).name, r[0], why))
+        report['skipped_records'] += 1; report['records'] -= 1
+        if r[0] not in bad_lines: report['skipped_lines'] += 1; bad_lines.add(r[0])
+    return out
+
 def read_records(fname, activities, report: dict, n_fields=(6, 5), strict=False) -> list[tuple]:
     "Parse all records of `fname`, repairing and skipping as documented; returns (line_no, *fields) tuples."
-    fname, out, name = Path(fname), [], Path(fname).name
+    fname, out, name, bad_lines = Path(fname), [], Path(fname).name, set()
     report['files'] += 1
     with open(fname, encoding='utf-8', errors='replace') as f:
         for ln, line in enumerate(f, 1):
@@ -81,11 +96,12 @@ def read_records(fname, activities, report: dict, n_fields=(6, 5), strict=False)
                 else: out.append((ln, *r)); kept += 1
             report['records'] += kept
             report['skipped_records'] += bad
-            report['skipped_lines'] += bad > 0
+            if bad: report['skipped_lines'] += 1; bad_lines.add(ln)
             if repairs and kept:
                 report['repaired_lines'] += 1
                 report['repaired'].append((name, ln, '; '.join(repairs)))
-    return out
+    # both forms allowed: one file is in one form, so a record of the other form is a damaged one
+    return _one_form(out, fname, report, bad_lines, strict) if len(n_fields) > 1 else out
 
 # %% ../nbs/02_wisdm.ipynb #eb8cf91d
 def segment(recs: list[tuple], max_gap=1.0, ts_unit=1e-9) -> tuple[list[slice], int]:
