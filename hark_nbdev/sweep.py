@@ -302,9 +302,11 @@ def make_pruner(kind: str = 'median', warmup: int = 1, startup: int = 2):
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    "One row per trial: number, state, validation and (for the record) test macro F1, the options, last step, seconds, worker."
+    "One row per trial: number, state, validation and (for the record) test macro F1 (mean, then per seed), the options, last step, seconds, worker."
+    def seeds(t, k): return ' '.join(f'{v:.4f}' for v in t.user_attrs[k]) if k in t.user_attrs else None   # one value per seed
     def row(t):
         return dict(number=t.number, state=t.state.name, valid_f1=t.value, test_f1=t.user_attrs.get('test_f1'), **t.params,
+                    valid_f1_seeds=seeds(t, 'valid_f1_seeds'), test_f1_seeds=seeds(t, 'test_f1_seeds'),
                     last_step=max(t.intermediate_values, default=None), seconds=t.duration and round(t.duration.total_seconds(), 1),
                     worker=t.user_attrs.get('worker'))
     return pd.DataFrame([row(t) for t in study.trials])
