@@ -24,15 +24,16 @@ from fastcore.script import call_parse, CliError
 from .datasets import get_data
 from .models import _check_sites
 from .losses import CHANNEL_MATCHES
-from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, _check_config
+from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, applies, _check_config
 from .results import ResultsStore, atomic_write, versions, machine
-from .experiment import Runner, seed_list
+from .settings import RunSettings
+from .experiment import Runner
 from .report import md_table
 
 # %% auto #0
 __all__ = ['OPTIONS', 'CHECKS', 'JOURNAL', 'RUN_KEYS', 'RUN_DEFAULTS', 'SAMPLERS', 'PRUNERS', 'FINISHED', 'sweepable',
            'option_value', 'make_range', 'parse_item', 'parse_space', 'format_space', 'SeedPruningCallback', 'db_url',
-           'safe_url', 'open_storage', 'open_study', 'worker_id', 'fail_dead_trials', 'run_settings', 'teacher_for',
+           'safe_url', 'open_storage', 'open_study', 'worker_id', 'fail_dead_trials', 'sweep_settings', 'teacher_for',
            'suggest', 'train_options', 'make_objective', 'make_sampler', 'make_pruner', 'trials_table', 'write_outputs',
            'prepare_sweep', 'run_sweep', 'sweep', 'hark_sweep']
 
@@ -48,13 +49,8 @@ def sweepable(config: str  # configuration name, e.g. 'RAB-KD'
              ) -> tuple:
     "The option names that change how `config` trains."
     _check_config(config)
-    r = CONFIGS[config]
-    att = r.model.endswith('-Att')
-    skip = set() if r.teacher else {'alpha', 'T'}
-    if not r.attention: skip |= {'beta', 'match'}
-    if not att or r.attention: skip.add('sites')            # RAB-KD's student sits where its teacher's maps are
-    if not att: skip |= {'reduction', 'kernel'}
-    return tuple(k for k in OPTIONS if k not in skip)
+    fixed = {'sites'} if CONFIGS[config].attention else set()   # RAB-KD's student sits where its teacher's maps are
+    return tuple(k for k in OPTIONS if applies(config, k) and k not in fixed)
 
 # %% ../nbs/40_sweep.ipynb #304a6cec
 def _check_name(name):
@@ -214,16 +210,17 @@ def fail_dead_trials(study: optuna.Study,   # the study
     return out
 
 # %% ../nbs/40_sweep.ipynb #b3665094
-RUN_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites')
+RUN_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites')   # RunSettings fields
 RUN_DEFAULTS = dict(protocol='standard', schedule='one_cycle', patience=10)
 
-def run_settings(dataset: str,    # dataset of the sweep
+def sweep_settings(dataset: str,  # dataset of the sweep
                  teachers,        # run folder of the teachers (its run.json, if any, gives the defaults)
                  **given          # RUN_KEYS given explicitly (None: not given)
                 ) -> dict:
     "The sweep's run settings: those given, else the teacher run's, else hark-run's defaults."
     p = Path(teachers)/'run.json'
-    prev = json.loads(p.read_text())['runs'][-1]['args'] if p.exists() else {}
+    last = json.loads(p.read_text())['runs'][-1] if p.exists() else {}
+    prev = last.get('settings') or last.get('args') or {}          # hark-run's record; 'args' in runs made before RunSettings
     if prev and prev.get('dataset') != dataset:
         raise ValueError(f"the teacher run {teachers} is on dataset {prev.get('dataset')!r}, this sweep on {dataset!r}")
     s = {k: given[k] if given.get(k) is not None else prev.get(k, RUN_DEFAULTS.get(k)) for k in RUN_KEYS}
@@ -345,9 +342,10 @@ def prepare_sweep(dataset, config, space, seeds=1, path=None, teachers=None, out
                   sampler='auto', sampler_seed=None, pruner='median', warmup=None, data_fn=get_data, **run) -> dict:
     "Check the inputs of a sweep and open its study: a dict of what `run_sweep` needs (see `sweep` for the arguments)."
     if bad := set(run) - set(RUN_KEYS): raise TypeError(f"unknown run settings {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
-    space, seeds, out = parse_space(space, config), seed_list(seeds), Path(out)
+    space, out = parse_space(space, config), Path(out)
+    seeds = list(RunSettings(dataset, seeds=seeds).seeds)                       # N -> 0..N-1, or the list given, checked
     teachers = Path(teachers or out)
-    s = run_settings(dataset, teachers, **run)
+    s = sweep_settings(dataset, teachers, **run)
     attrs = dict(dataset=dataset, protocol=s['protocol'], config=config, seeds=seeds, epochs=s['epochs'], schedule=s['schedule'],
                  sites='+'.join(s['sites'] or []), space=format_space(space))
     warmup = max(1, s['epochs'] // 5) if warmup is None else warmup
@@ -355,9 +353,9 @@ def prepare_sweep(dataset, config, space, seeds=1, path=None, teachers=None, out
     st = open_storage(storage, out)
     opened = open_study(st, study or f"{dataset}-{s['protocol']}-{config}", attrs, smp, prn)
     data = data_fn(dataset, path=path, protocol=s['protocol'])
-    runner = Runner(data, ResultsStore(teachers), dataset, s['protocol'], s['epochs'], s['patience'], teacher_seeds=s['teacher_seeds'],
-                    train_fn=partial(train_config, quiet=True),
-                    schedule=s['schedule'], teacher_epochs=s['teacher_epochs'], sites=s['sites'])
+    configs = tuple(c for c in (config, TEACHER_OF[config]) if c)
+    rs = RunSettings(dataset, path, configs=configs, out=str(teachers), **{k: s[k] for k in RUN_KEYS})   # the teachers' run
+    runner = Runner(data, ResultsStore(teachers), rs, train_fn=partial(train_config, quiet=True))
     return dict(study=opened, storage=st, objective=make_objective(data, runner, config, space, seeds, s), out=out)
 
 def _report(study, t):
