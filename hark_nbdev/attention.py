@@ -1,4 +1,4 @@
-"""Channel and spatial attention (CBAM) over the (time x sensor) plane, keeping the maps of the last forward pass for distillation and plots.
+"""Channel and spatial attention (CBAM) over the (time x sensor) plane as ordinary modules, and forward hooks that read the maps of any named modules for distillation and plots.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/attention.html.md"""
 
@@ -6,12 +6,11 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/attention.html.md"""
 
 # %% ../nbs/10_attention.ipynb #e6ed8a77
 from __future__ import annotations
-from contextlib import contextmanager
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'cbam_modules', 'clear_maps', 'keep_maps']
+__all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'cbam_modules', 'check_map_modules', 'MapHooks']
 
 # %% ../nbs/10_attention.ipynb #c3c08e7a
 def _check_reduction(c, reduction):
@@ -25,7 +24,10 @@ def _check_reduction(c, reduction):
 # %% ../nbs/10_attention.ipynb #6f4696fb
 class ChannelAttention(nn.Module):
     "Channel attention map `M_c` (B, C, 1, 1) of a feature map (B, C, H, W): shared MLP on avg- and max-pooled descriptors."
-    def __init__(self, c: int, reduction: int = 2):
+    def __init__(self,
+                 c: int,             # channels C of the feature map
+                 reduction: int = 2  # reduction ratio r of the MLP's hidden layer (C // r units); must divide C
+                ):
         super().__init__()
         _check_reduction(c, reduction)
         self.c, self.reduction = c, reduction
@@ -48,7 +50,9 @@ def _check_kernel(kernel):
 # %% ../nbs/10_attention.ipynb #a58ed9ea
 class SpatialAttention(nn.Module):
     "Spatial attention map `M_s` (B, 1, H, W): k x k conv over the stacked channel-mean and channel-max planes."
-    def __init__(self, kernel: int = 7):
+    def __init__(self,
+                 kernel: int = 7  # size k of the k x k convolution; odd, so 'same' padding keeps the plane's size
+                ):
         super().__init__()
         _check_kernel(kernel)
         self.kernel = kernel
@@ -62,55 +66,89 @@ class SpatialAttention(nn.Module):
 
 # %% ../nbs/10_attention.ipynb #75e952d3
 class CBAM(nn.Module):
-    "CBAM block: `F' = M_c(F) * F`, `F'' = M_s(F') * F'`; keeps `.channel_map` and `.spatial_map` of the last forward."
-    def __init__(self, c: int, reduction: int = 2, kernel: int = 7):
+    "CBAM block: `F' = M_c(F) * F`, `F'' = M_s(F') * F'`; the maps are the outputs of its `channel` and `spatial` submodules."
+    def __init__(self,
+                 c: int,              # channels C of the feature map
+                 reduction: int = 2,  # channel-attention reduction ratio r (must divide C)
+                 kernel: int = 7      # spatial-attention kernel size k (odd)
+                ):
         super().__init__()
         self.c, self.reduction, self.kernel = c, reduction, kernel
         self.channel, self.spatial = ChannelAttention(c, reduction), SpatialAttention(kernel)
-        self.keep = True
-        self.channel_map = self.spatial_map = None
 
     def forward(self, x: Tensor) -> Tensor:
-        mc = self.channel(x)
-        x = mc * x          # `*`, not torch.mul: ptflops patches torch.mul and would count it twice
-        ms = self.spatial(x)
-        if self.keep: self.channel_map, self.spatial_map = mc, ms   # overwrite: only the last batch is held
-        return ms * x
-
-    @property
-    def maps(self):
-        "`(channel_map, spatial_map)` of the last forward (Nones if none was kept)."
-        return self.channel_map, self.spatial_map
-
-    def clear(self):
-        "Drop the stored maps."
-        self.channel_map = self.spatial_map = None
-
-    def __getstate__(self):
-        # per-batch maps are not model state: never copy/pickle them (non-leaf tensors can't even be deep-copied)
-        d = self.__dict__.copy()
-        d['channel_map'] = d['spatial_map'] = None
-        return d
+        x = self.channel(x) * x     # `*`, not torch.mul: ptflops patches torch.mul and would count it twice
+        return self.spatial(x) * x
 
     def extra_repr(self): return f"c={self.c}, reduction={self.reduction}, kernel={self.kernel}"
 
 # %% ../nbs/10_attention.ipynb #ef24b618
-def cbam_modules(model: nn.Module) -> dict:
+def cbam_modules(
+    model: nn.Module  # any model
+) -> dict:
     "All `CBAM` blocks inside `model`, by qualified module name."
     return {n: m for n, m in model.named_modules() if isinstance(m, CBAM)}
 
-def clear_maps(model: nn.Module):
-    "Drop the stored maps of every CBAM in `model` (e.g. after training, so no graph outlives the last batch)."
-    for m in cbam_modules(model).values(): m.clear()
+# %% ../nbs/10_attention.ipynb #b1f0c0de
+def check_map_modules(
+    modules: dict  # `{site: (channel_module_name, spatial_module_name)}`; either name may be None, not both
+) -> dict:
+    "`modules` as a dict of `(channel_name, spatial_name)` tuples, or a clear error naming what is wrong."
+    if not isinstance(modules, dict):
+        raise ValueError(f"modules must be a dict {{site: (channel_module_name, spatial_module_name)}}, got {modules!r}")
+    res = {}
+    for site, pair in modules.items():
+        ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(n is None or isinstance(n, str) for n in pair)
+        if not ok or tuple(pair) == (None, None):
+            raise ValueError(f"modules[{site!r}] must be a pair (channel_module_name, spatial_module_name) of module "
+                             f"names or None (not both None), got {pair!r}")
+        res[site] = tuple(pair)
+    return res
 
-@contextmanager
-def keep_maps(model: nn.Module, keep: bool = True):
-    "Context in which every CBAM of `model` does (or, with `keep=False`, does not) store its maps; restores the setting after."
-    mods = list(cbam_modules(model).values())
-    old = [m.keep for m in mods]
-    for m in mods:
-        m.keep = keep
-        if not keep: m.clear()
-    try: yield model
-    finally:
-        for m, k in zip(mods, old): m.keep = k
+def _submodule(model, name, site):
+    "`model.get_submodule(name)`, or a ValueError that names the site and some of the model's module names."
+    try: return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_modules() if n][:12]
+        raise ValueError(f"{type(model).__name__} has no module {name!r} (named for site {site!r}); "
+                         f"its modules include {names}") from None
+
+# %% ../nbs/10_attention.ipynb #b1f0c0df
+class MapHooks:
+    "Forward hooks on the modules of `model` named in `modules`, keeping their last outputs as `{site: (channel_map, spatial_map)}`."
+    def __init__(self,
+                 model: nn.Module,  # the model whose modules are hooked
+                 modules: dict      # `{site: (channel_module_name, spatial_module_name)}`; either name may be None
+                ):
+        self.modules, self.outputs = check_map_modules(modules), {}
+        names = {n: site for site, pair in self.modules.items() for n in pair if n is not None}
+        mods = {n: _submodule(model, n, site) for n, site in names.items()}   # all names resolve before any hook is set
+        self.handles = [m.register_forward_hook(self._keeper(n)) for n, m in mods.items()]
+
+    def _keeper(self, name):
+        outputs = self.outputs
+        def keep(module, inp, out): outputs[name] = out   # a closure: see "Memory rules" above
+        return keep
+
+    def _get(self, name, site, channel):
+        if name is None: return None
+        if name not in self.outputs:
+            raise RuntimeError(f"module {name!r} (site {site!r}) has not run since its hook was set or cleared: run a forward pass first")
+        out = self.outputs[name]
+        return out[:, :, None, None] if channel and out.ndim == 2 else out
+
+    def maps(self) -> dict:
+        "`{site: (channel_map, spatial_map)}` of the last forward pass (None for a map the site does not name)."
+        return {site: (self._get(c, site, True), self._get(s, site, False)) for site, (c, s) in self.modules.items()}
+
+    def clear(self):
+        "Drop the kept outputs."
+        self.outputs.clear()
+
+    def remove(self):
+        "Take the hooks off the model and drop the kept outputs."
+        for h in self.handles: h.remove()
+        self.handles = []; self.clear()
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.remove()

@@ -24,7 +24,10 @@ def _check_logits(s: Tensor, t: Tensor):
                          "teacher and student must agree on batch size and number of classes")
 
 # %% ../nbs/20_losses.ipynb #47be8682
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
+def kd_loss(student_logits: Tensor,  # (B, K) student logits
+            teacher_logits: Tensor,  # (B, K) teacher logits (a fixed target: detached)
+            T: float                 # temperature (> 0)
+           ) -> Tensor:
     "Response KD: `T**2 * KL(softmax(t/T) || softmax(s/T))`, averaged over the batch."
     _check_logits(student_logits, teacher_logits)
     if T <= 0: raise ValueError(f"temperature T must be > 0, got {T}")
@@ -45,7 +48,10 @@ def _check_match(match):
     "Raise a clear error for an unknown channel-matching rule."
     if match not in CHANNEL_MATCHES: raise ValueError(f"unknown channel matching {match!r}; choose one of {CHANNEL_MATCHES}")
 
-def match_channels(teacher_map: Tensor, n: int, match: str = 'avg') -> Tensor:
+def match_channels(teacher_map: Tensor,  # teacher channel map (B, C, 1, 1)
+                   n: int,                # student channels, 1 <= n <= C
+                   match: str = 'avg'     # one of `CHANNEL_MATCHES`: pool in channel order, or sorted per sample
+                  ) -> Tensor:
     "Pool a teacher channel map (B, C, 1, 1) into `n` channels (B, n, 1, 1): in channel order ('avg') or sorted per sample ('sorted')."
     _check_channel_map(teacher_map, 'teacher'); _check_match(match)
     b, c = teacher_map.shape[:2]
@@ -57,7 +63,10 @@ def match_channels(teacher_map: Tensor, n: int, match: str = 'avg') -> Tensor:
     return t.reshape(b, c, 1, 1) if n == c else F.adaptive_avg_pool1d(t, n).reshape(b, n, 1, 1)
 
 # %% ../nbs/20_losses.ipynb #f6821418
-def channel_attention_loss(s: Tensor, t: Tensor, match: str = 'avg') -> Tensor:
+def channel_attention_loss(s: Tensor,          # student channel map (B, c, 1, 1)
+                           t: Tensor,          # teacher channel map (B, C, 1, 1), C >= c
+                           match: str = 'avg'  # how the teacher's channels meet the student's (see `match_channels`)
+                          ) -> Tensor:
     "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's pooled to the student's channels by `match`."
     _check_channel_map(s, 'student'); _check_channel_map(t, 'teacher'); _check_match(match)
     if s.shape[0] != t.shape[0]:
@@ -66,7 +75,9 @@ def channel_attention_loss(s: Tensor, t: Tensor, match: str = 'avg') -> Tensor:
     return F.mse_loss(s, match_channels(t.detach(), s.shape[1], match))
 
 # %% ../nbs/20_losses.ipynb #1433ff06
-def spatial_attention_loss(s: Tensor, t: Tensor) -> Tensor:
+def spatial_attention_loss(s: Tensor,  # student spatial map (B, 1, H, W)
+                           t: Tensor   # teacher spatial map of the same shape
+                          ) -> Tensor:
     "L_SA: mean squared difference of spatial maps (B, 1, H, W), which must have equal shapes."
     for m, who in ((s, 'student'), (t, 'teacher')):
         if m.ndim != 4 or m.shape[1] != 1:
@@ -77,7 +88,10 @@ def spatial_attention_loss(s: Tensor, t: Tensor) -> Tensor:
     return F.mse_loss(s, t.detach())
 
 # %% ../nbs/20_losses.ipynb #f74ae54d
-def common_sites(student_maps: dict, teacher_maps: dict, sites=None) -> list:
+def common_sites(student_maps: dict,  # `{site: (channel_map, spatial_map)}` of the student
+                 teacher_maps: dict,  # the same for the teacher
+                 sites=None           # sites to distil; default: every site both have
+                ) -> list:
     "Sites to distil: `sites` if given (all must exist in both), else every site the two dicts share."
     if sites is None:
         sites = [k for k in student_maps if k in teacher_maps]
@@ -89,20 +103,43 @@ def common_sites(student_maps: dict, teacher_maps: dict, sites=None) -> list:
     return list(sites)
 
 # %% ../nbs/20_losses.ipynb #30470320
-def attention_loss(student_maps: dict, teacher_maps: dict, sites=None, match: str = 'avg') -> tuple:
-    "(L_CA, L_SA) summed over `sites` (default: all common sites) of `{site: (channel_map, spatial_map)}` dicts."
-    l_ca = l_sa = 0.
+def _check_kinds(site, student, teacher):
+    "Raise unless student and teacher have the same kinds of map (channel, spatial) at `site`."
+    for kind, s, t in zip(('channel', 'spatial'), student, teacher):
+        if (s is None) != (t is None):
+            has, lacks = ('student', 'teacher') if t is None else ('teacher', 'student')
+            raise ValueError(f"site {site!r}: the {has} has a {kind} map but the {lacks} has none; "
+                             "name the same kinds of maps (channel, spatial) for student and teacher")
+
+def _add(total, term): return term if total is None else total + term
+
+def attention_loss(student_maps: dict,  # `{site: (channel_map, spatial_map)}` of the student (either map may be None)
+                   teacher_maps: dict,  # the same for the teacher
+                   sites=None,          # sites to distil; default: every site both have
+                   match: str = 'avg'   # channel matching (see `match_channels`)
+                  ) -> tuple:
+    "(L_CA, L_SA) summed over `sites`; a term no site has a map for is None."
+    l_ca = l_sa = None
     for k in common_sites(student_maps, teacher_maps, sites):
         (cs, ss), (ct, st) = student_maps[k], teacher_maps[k]
-        l_ca = l_ca + channel_attention_loss(cs, ct, match)
-        l_sa = l_sa + spatial_attention_loss(ss, st)
+        _check_kinds(k, (cs, ss), (ct, st))
+        if cs is not None: l_ca = _add(l_ca, channel_attention_loss(cs, ct, match))
+        if ss is not None: l_sa = _add(l_sa, spatial_attention_loss(ss, st))
     return l_ca, l_sa
 
 # %% ../nbs/20_losses.ipynb #126d3532
-def loss_terms(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = None, alpha: float = 1., T: float = 1.,
-               beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None,
-               match: str = 'avg') -> dict:
-    "Unweighted terms {'ce','kd','ca','sa'}; a term whose weight (`1-alpha` for kd, `beta` for ca/sa) is 0 is None."
+def loss_terms(student_logits: Tensor,        # (B, K) student logits
+               target: Tensor,                # (B,) class indices
+               teacher_logits: Tensor = None, # (B, K) teacher logits; needed when alpha < 1
+               alpha: float = 1.,             # weight of the hard (CE) loss, in [0, 1]; KD gets 1 - alpha
+               T: float = 1.,                 # KD temperature
+               beta: float = 0.,              # weight of L_CA + L_SA (>= 0)
+               student_maps: dict = None,     # `{site: (channel_map, spatial_map)}` of the student; needed when beta > 0
+               teacher_maps: dict = None,     # the same for the teacher
+               sites=None,                    # sites to distil; default: every common site
+               match: str = 'avg'             # channel matching (see `match_channels`)
+              ) -> dict:
+    "Unweighted terms {'ce','kd','ca','sa'}; a term whose weight (`1-alpha` for kd, `beta` for ca/sa) is 0, or with no map, is None."
     if not 0 <= alpha <= 1: raise ValueError(f"alpha weights the hard loss and must be in [0, 1], got {alpha}")
     if beta < 0: raise ValueError(f"beta must be >= 0, got {beta}")
     res = dict(ce=F.cross_entropy(student_logits, target), kd=None, ca=None, sa=None)
@@ -117,17 +154,29 @@ def loss_terms(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = 
     return res
 
 # %% ../nbs/20_losses.ipynb #a20c3a56
-def combine_terms(terms: dict, alpha: float, beta: float) -> Tensor:
+def combine_terms(terms: dict,   # `loss_terms` output
+                  alpha: float,  # weight of the hard (CE) loss
+                  beta: float    # weight of the attention terms
+                 ) -> Tensor:
     "Weighted total `alpha*ce + (1-alpha)*kd + beta*(ca+sa)` of `loss_terms` output, skipping absent terms."
     total = alpha * terms['ce'] if alpha < 1 else terms['ce']
     if terms.get('kd') is not None: total = total + (1 - alpha) * terms['kd']
-    if terms.get('ca') is not None: total = total + beta * (terms['ca'] + terms['sa'])
+    att = [terms[k] for k in ('ca', 'sa') if terms.get(k) is not None]
+    if att: total = total + beta * sum(att[1:], att[0])
     return total
 
 # %% ../nbs/20_losses.ipynb #5a3733ba
-def distillation_loss(student_logits: Tensor, target: Tensor, teacher_logits: Tensor = None, alpha: float = 1.,
-                      T: float = 1., beta: float = 0., student_maps: dict = None, teacher_maps: dict = None, sites=None,
-                      match: str = 'avg') -> Tensor:
+def distillation_loss(student_logits: Tensor,        # (B, K) student logits
+                      target: Tensor,                # (B,) class indices
+                      teacher_logits: Tensor = None, # (B, K) teacher logits; needed when alpha < 1
+                      alpha: float = 1.,             # weight of the hard (CE) loss, in [0, 1]
+                      T: float = 1.,                 # KD temperature
+                      beta: float = 0.,              # weight of L_CA + L_SA
+                      student_maps: dict = None,     # `{site: (channel_map, spatial_map)}` of the student
+                      teacher_maps: dict = None,     # the same for the teacher
+                      sites=None,                    # sites to distil; default: every common site
+                      match: str = 'avg'             # channel matching (see `match_channels`)
+                     ) -> Tensor:
     "Total loss `L = alpha*CE + (1-alpha)*T^2*KL + beta*(L_CA + L_SA)` (alpha weights the hard loss)."
     terms = loss_terms(student_logits, target, teacher_logits, alpha, T, beta, student_maps, teacher_maps, sites, match)
     return combine_terms(terms, alpha, beta)

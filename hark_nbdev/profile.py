@@ -7,26 +7,40 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/profile.html.md"""
 # %% ../nbs/12_profile.ipynb #32e4355c
 from __future__ import annotations
 import copy, io, statistics, time
+from contextlib import contextmanager
 import torch
 from torch import nn
 from ptflops import get_model_complexity_info
-from .attention import CBAM, ChannelAttention, SpatialAttention, cbam_modules
-from .models import DeepConvLSTM, count_params, conv_flops, get_model, WIDTHS, PAPER_FIGURES, PAPER_INPUTS
+from .attention import CBAM, ChannelAttention, SpatialAttention
+from .models import DeepConvLSTM, count_params, conv_flops
 
 # %% auto #0
 __all__ = ['FLOPS_HOOKS', 'channel_attention_ops', 'spatial_attention_ops', 'cbam_ops', 'count_macs', 'state_dict_bytes',
            'median_seconds', 'profile_model']
 
 # %% ../nbs/12_profile.ipynb #c5d53399
-def channel_attention_ops(c: int, hidden: int, h: int, w: int) -> int:
+def channel_attention_ops(c: int,       # channels C
+                          hidden: int,  # hidden units C // r of the MLP
+                          h: int,       # height (time steps) of the map
+                          w: int        # width (sensor channels) of the map
+                         ) -> int:
     "Ops of channel attention on one (c, h, w) map: pooling, shared MLP on 2 descriptors, sum, sigmoid."
     return 2 * c * h * w + 2 * (c * hidden + hidden + hidden + hidden * c + c) + c + c
 
-def spatial_attention_ops(c: int, kernel: int, h: int, w: int) -> int:
+def spatial_attention_ops(c: int,       # channels C
+                          kernel: int,  # kernel size k
+                          h: int,       # height (time steps) of the map
+                          w: int        # width (sensor channels) of the map
+                         ) -> int:
     "Ops of spatial attention on one (c, h, w) map: channel mean and max, k x k conv 2->1 (no bias), sigmoid."
     return 2 * c * h * w + 2 * kernel * kernel * h * w + h * w
 
-def cbam_ops(c: int, hidden: int, kernel: int, h: int, w: int) -> int:
+def cbam_ops(c: int,       # channels C
+             hidden: int,  # hidden units C // r of the channel MLP
+             kernel: int,  # spatial kernel size k
+             h: int,       # height (time steps) of the map
+             w: int        # width (sensor channels) of the map
+            ) -> int:
     "Ops of a CBAM block on one (c, h, w) map: both attentions plus the two broadcast products."
     return channel_attention_ops(c, hidden, h, w) + spatial_attention_ops(c, kernel, h, w) + 2 * c * h * w
 
@@ -47,24 +61,26 @@ def _cbam_hook(mod, inp, out):
 FLOPS_HOOKS = {CBAM: _cbam_hook, ChannelAttention: _ca_hook, SpatialAttention: _sa_hook}
 
 # %% ../nbs/12_profile.ipynb #25a31969
-class _Preserved:
-    "Context: restore each submodule's train/eval flag, CBAM maps, and drop ptflops' leftover attributes."
-    _PTFLOPS = ('start_flops_count', 'stop_flops_count', 'reset_flops_count', 'compute_average_flops_cost', '__batch_counter__')
-    def __init__(self, model): self.model = model
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.maps = [(m, m.maps) for m in cbam_modules(self.model).values()]
-        return self.model
-    def __exit__(self, *exc):
-        for m, t in self.modes: m.training = t
-        for m, (c, s) in self.maps: m.channel_map, m.spatial_map = c, s
-        for a in self._PTFLOPS: self.model.__dict__.pop(a, None)
+_PTFLOPS = ('start_flops_count', 'stop_flops_count', 'reset_flops_count', 'compute_average_flops_cost', '__batch_counter__')
+
+@contextmanager
+def _as_found(model):
+    "Context: restore each submodule's train/eval flag and drop the attributes ptflops leaves on `model`."
+    modes = [(m, m.training) for m in model.modules()]
+    try: yield model
+    finally:
+        for m, t in modes: m.training = t
+        for a in _PTFLOPS: model.__dict__.pop(a, None)
 
 # %% ../nbs/12_profile.ipynb #1e712d98
-def count_macs(model: nn.Module, window: int, n_channels: int, hooks: dict = None) -> int:
+def count_macs(model: nn.Module,   # the model, taking `(B, 1, window, n_channels)` inputs
+               window: int,        # time steps of a window
+               n_channels: int,    # sensor channels of a window
+               hooks: dict = None  # ptflops `custom_modules_hooks`; default `FLOPS_HOOKS`
+              ) -> int:
     "MACs of one `(1, 1, window, n_channels)` forward pass of the whole model (ptflops, pytorch backend, CBAM hooks)."
     log = io.StringIO()
-    with _Preserved(model), torch.no_grad():
+    with _as_found(model), torch.no_grad():
         macs, _ = get_model_complexity_info(model, (1, window, n_channels), as_strings=False, print_per_layer_stat=False,
                                             backend='pytorch', custom_modules_hooks=FLOPS_HOOKS if hooks is None else hooks,
                                             backend_specific_config={'count_functional': False}, ost=log)
@@ -72,13 +88,18 @@ def count_macs(model: nn.Module, window: int, n_channels: int, hooks: dict = Non
     return int(macs)
 
 # %% ../nbs/12_profile.ipynb #3c39b87f
-def state_dict_bytes(model: nn.Module) -> int:
+def state_dict_bytes(model: nn.Module  # any model
+                    ) -> int:
     "Bytes of `torch.save(model.state_dict())`: the saved model size."
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
 
-def median_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
+def median_seconds(model: nn.Module,  # the model to time
+                   x: torch.Tensor,   # its input
+                   repeats: int = 20, # timed calls
+                   warmup: int = 3    # untimed calls first
+                  ) -> float:
     "Median wall time (s) of `model(x)` under `no_grad` after `warmup` untimed calls."
     ts = []
     with torch.no_grad():
@@ -88,8 +109,14 @@ def median_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup:
     return statistics.median(ts)
 
 # %% ../nbs/12_profile.ipynb #a1da444a
-def profile_model(model: nn.Module, window: int, n_channels: int, latency: bool = True, threads: int = 1,
-                  repeats: int = 30, batch: int = 64) -> dict:
+def profile_model(model: nn.Module,      # the model, taking `(B, 1, window, n_channels)` inputs
+                  window: int,           # time steps of a window
+                  n_channels: int,       # sensor channels of a window
+                  latency: bool = True,  # also time it on the CPU (batch 1 latency, batch `batch` throughput)
+                  threads: int = 1,      # CPU threads for the timing
+                  repeats: int = 30,     # timed calls at batch 1 (a third of them at batch `batch`)
+                  batch: int = 64        # batch size of the throughput measurement
+                 ) -> dict:
     "Params, MACs/FLOPs (whole model), the authors' conv-only FLOPs, saved size and CPU latency; leaves `model` as it was."
     res = dict(params=count_params(model), trainable_params=count_params(model, trainable=True),
                params_keras=count_params(model, keras=True))
@@ -101,7 +128,7 @@ def profile_model(model: nn.Module, window: int, n_channels: int, latency: bool 
     if latency:
         old = torch.get_num_threads()
         net = model if next(model.parameters()).device.type == 'cpu' else copy.deepcopy(model).cpu()  # CPU latency by definition
-        with _Preserved(net):
+        with _as_found(net):
             net.eval(); torch.set_num_threads(threads)
             try:
                 res['latency_ms'] = 1e3 * median_seconds(net, torch.randn(1, 1, window, n_channels), repeats)

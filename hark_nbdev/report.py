@@ -1,4 +1,4 @@
-"""The tables a paper needs from a run folder: mean ± std per configuration with its cost, the protocol behind the numbers, the study's targets checked, gains over a baseline seed by seed, and the authors' published figures side by side.
+"""The tables a paper needs from a run folder: mean ± std per configuration with its cost, the protocol behind the numbers, the study's targets checked, paired gains over a baseline with bootstrap intervals and Wilcoxon tests, the `hark-report` command, and the authors' published figures side by side.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/report.html.md"""
 
@@ -6,13 +6,19 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/report.html.md"""
 
 # %% ../nbs/35_report.ipynb #b9c2cd48
 from __future__ import annotations
+import json as _json
+from pathlib import Path
 import numpy as np, pandas as pd
+from fastcore.script import call_parse
+try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
+except ImportError: CliError = SystemExit   # older fastcore
 from .configs import CONFIGS, TEACHER_OF, TEACHERS
-from .results import summarize
+from .results import summarize, mean_ci, ResultsStore
 
 # %% auto #0
-__all__ = ['ORDER', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_gains', 'authors_figures',
-           'versus_authors', 'md_table']
+__all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
+           'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table',
+           'f1_intervals', 'report_data', 'hark_report', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean, std, scale=100, nd=2) -> str:
@@ -20,14 +26,22 @@ def pm(mean, std, scale=100, nd=2) -> str:
     return f"{mean*scale:.{nd}f}" + ('' if pd.isna(std) else f" ± {std*scale:.{nd}f}")
 
 # %% ../nbs/35_report.ipynb #06b2de81
-def _summary(res, dataset=None) -> pd.DataFrame:
-    "`summarize` of one dataset (the only one, or `dataset`), indexed by configuration in `CONFIGS` order."
+UNIT = ['seed', 'fold']   # a unit of comparison: one seed on one fold (a fixed split's rows have no fold: -1 here)
+
+def _unit_rows(res, dataset=None) -> pd.DataFrame:
+    "The rows of one dataset (the only one, or `dataset`) with `fold` filled in (-1 for the fixed splits)."
     ds = list(dict.fromkeys(res['dataset']))
     if dataset is None:
         if len(ds) != 1: raise ValueError(f"the results hold datasets {ds}: pass dataset=")
         dataset = ds[0]
     if dataset not in ds: raise ValueError(f"no rows of dataset {dataset!r}; the results hold {ds}")
-    s = summarize(res[res['dataset'] == dataset]).set_index('config')
+    r = res[res['dataset'] == dataset]
+    fold = pd.to_numeric(r['fold'], errors='coerce') if 'fold' in r else pd.Series(np.nan, index=r.index)
+    return r.assign(fold=fold.fillna(-1).astype(int))
+
+def _summary(res, dataset=None) -> pd.DataFrame:
+    "`summarize` of one dataset (the only one, or `dataset`), indexed by configuration in `CONFIGS` order."
+    s = summarize(_unit_rows(res, dataset)).set_index('config')
     return s.loc[[c for c in CONFIGS if c in s.index]]
 
 def result_table(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
@@ -83,19 +97,85 @@ def check_targets(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
         rows.append(('UCI HAR: RAB-KD macro F1 >= 95', f"{f1['RAB-KD']:.2f}", f1['RAB-KD'] >= 95))
     return pd.DataFrame(rows, columns=['target', 'measured', 'met']).astype({'met': bool})
 
+# %% ../nbs/35_report.ipynb #5a7e0005
+def paired_units(res: pd.DataFrame,   # results rows (results.csv)
+                 config: str,         # the configuration compared
+                 base: str,           # its baseline
+                 metric='f1_macro',   # the column compared
+                 dataset=None,        # the dataset (default: the only one in `res`)
+                ) -> pd.DataFrame:
+    "`metric` of `base` and `config` (two columns) on every (seed, fold) unit both ran, one row per unit."
+    r = _unit_rows(res, dataset)
+    have = list(dict.fromkeys(r['config']))
+    for c, what in ((base, 'the baseline '), (config, '')):
+        if c not in have: raise ValueError(f"no rows of {what}{c!r}; the results hold {have}")
+    r = r[r['config'].isin([base, config])]
+    dup = r.duplicated(['config'] + UNIT)
+    if dup.any():
+        c, s, f = r.loc[dup, ['config'] + UNIT].iloc[0]
+        raise ValueError(f"{c!r} has several rows on seed {s}, fold {f}: a comparison needs one row per (seed, fold) unit")
+    wide = r.pivot(index=UNIT, columns='config', values=metric)[[base, config]].astype(float)
+    both = wide.dropna()
+    if not len(both):
+        ran = lambda c: wide[c].dropna().index.tolist()
+        raise ValueError(f"no (seed, fold) unit has both {config!r} and {base!r} to pair: {config} ran {ran(config)}, {base} ran {ran(base)}")
+    return both
+
+# %% ../nbs/35_report.ipynb #5a7e0002
+def paired_stats(x,                 # one configuration's scores on the units (any units, e.g. F1 points)
+                 y,                 # the baseline's scores on the same units, in the same order
+                 confidence=0.95,   # level of the bootstrap confidence interval
+                 n_resamples=9999,  # bootstrap resamples
+                 seed=0,            # seed of the bootstrap
+                ) -> dict:
+    "Paired comparison of `x` with `y`: units, mean and std of `x - y`, its bootstrap interval, the Wilcoxon p-value, wins."
+    from scipy import stats
+    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    if d.ndim != 1 or not len(d) or np.isnan(d).any():
+        raise ValueError(f"paired_stats needs two equally long, complete 1-d columns of scores, got differences {d.tolist()}")
+    lo, hi = mean_ci(d, confidence, n_resamples, seed)   # resampling the differences keeps the pairing
+    # zero differences are dropped ('wilcox'); with none left there is no evidence either way: p = 1
+    p = 1.0 if not d.any() else float(stats.wilcoxon(d, zero_method='wilcox').pvalue)
+    return dict(units=len(d), gain=float(d.mean()), std=float(d.std(ddof=1)) if len(d) > 1 else np.nan,
+                ci_low=lo, ci_high=hi, p=p, wins=int((d > 0).sum()))
+
 # %% ../nbs/35_report.ipynb #9b48999a
-def paired_gains(res: pd.DataFrame, base: str = 'LM', configs=ORDER[1:], dataset=None) -> pd.DataFrame:
-    "Macro F1 gain (points) of each of `configs` over `base` on the same seed: mean ± std, the gain per seed, and wins."
-    s = _summary(res, dataset); d = s['dataset'].iloc[0]
-    f1 = res[res['dataset'] == d].pivot_table(index='seed', columns='config', values='f1_macro', aggfunc='first') * 100
-    if base not in f1: raise ValueError(f"no rows of the baseline {base!r}; the results hold {list(s.index)}")
-    out = {}
-    for c in (c for c in configs if c in f1 and c != base):
-        g = (f1[c] - f1[base]).dropna()   # seeds that both configurations ran
-        if len(g): out[c] = {'seeds': len(g), 'gain (points)': pm(g.mean(), g.std(), scale=1),
-                             'per seed': ' / '.join(f'{v:+.2f}' for v in g), 'wins': f'{(g > 0).sum()} of {len(g)}'}
-    if not out: raise ValueError(f"no seed has both {base!r} and one of {list(configs)}")
-    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
+BASELINES = (('RB-KD', 'LM'), ('LM-Att', 'LM'), ('RB-KD-Att', 'LM-Att'), ('RAB-KD', 'RB-KD-Att'), ('RAB-KD', 'LM'))  # (config, its baseline)
+
+def gain_stats(res: pd.DataFrame,  # results rows (results.csv)
+               pairs=BASELINES,    # (configuration, baseline) pairs; pairs with a configuration the rows lack are skipped
+               metric='f1_macro',  # the column compared, a fraction (shown in points)
+               dataset=None,       # the dataset (default: the only one in `res`)
+               **kw,               # `paired_stats` options: confidence, n_resamples, seed
+              ) -> pd.DataFrame:
+    "`paired_stats` in points of each (configuration, baseline) pair on their shared (seed, fold) units, one row per pair."
+    have, out, why = set(_unit_rows(res, dataset)['config']), [], []
+    for c, b in pairs:
+        if c not in have or b not in have: continue
+        try: u = paired_units(res, c, b, metric, dataset) * 100
+        except ValueError as e: why.append(str(e)); continue   # no shared unit: reported if no pair has any
+        out.append(dict(config=c, baseline=b, **paired_stats(u[c], u[b], **kw), per_unit=(u[c] - u[b]).round(4).tolist()))
+    if not out: raise ValueError(f"no pair of {list(pairs)} has paired (seed, fold) units in these rows" + (f": {'; '.join(why)}" if why else ''))
+    return pd.DataFrame(out)
+
+def paired_gains(res: pd.DataFrame,  # results rows (results.csv)
+                 base: str = None,   # one baseline for all of `configs`; None: each configuration over its own (`BASELINES`)
+                 configs=ORDER[1:],  # the configurations compared with `base` (used only with `base`)
+                 dataset=None,       # the dataset (default: the only one in `res`)
+                 **kw,               # `paired_stats` options: confidence, n_resamples, seed
+                ) -> pd.DataFrame:
+    "Macro F1 gain (points) over a baseline on the same (seed, fold) units: mean ± std, bootstrap interval, Wilcoxon p, the gains, wins."
+    if base is not None and base not in set(_unit_rows(res, dataset)['config']):
+        raise ValueError(f"no rows of the baseline {base!r}; the results hold {list(dict.fromkeys(_unit_rows(res, dataset)['config']))}")
+    g = gain_stats(res, BASELINES if base is None else [(c, base) for c in configs if c != base], dataset=dataset, **kw)
+    level = kw.get('confidence', 0.95)
+    return pd.DataFrame({'baseline': g['baseline'].values, 'units': g['units'].values,
+                         'gain (points)': [pm(m, s, scale=1) for m, s in zip(g['gain'], g['std'])],
+                         f'{level:.0%} CI': [f'[{lo:+.2f}, {hi:+.2f}]' for lo, hi in zip(g['ci_low'], g['ci_high'])],
+                         'p (Wilcoxon)': g['p'].map('{:.3g}'.format).values,
+                         'per unit': [' / '.join(f'{v:+.2f}' for v in d) for d in g['per_unit']],
+                         'wins': [f'{w} of {n}' for w, n in zip(g['wins'], g['units'])]},
+                        index=pd.Index(g['config'], name='config'))
 
 # %% ../nbs/35_report.ipynb #c36337d7
 _BASE = {'Opportunity': {'LM': (68.17, 74.49), 'MM': (72.16, 78.16), 'OM': (80.51, 84.75)},
@@ -128,9 +208,74 @@ def versus_authors(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
                          'at or above': ours >= a.loc[cs, 'f1']}, index=pd.Index(cs, name='config'))
 
 # %% ../nbs/35_report.ipynb #37bfd0f7
-def md_table(df: pd.DataFrame, index=True) -> str:
-    "`df` as a GitHub-flavoured markdown table (the index as the first column when `index`)."
-    d = df.reset_index() if index else df
-    cell = lambda v: '' if (isinstance(v, float) and np.isnan(v)) else str(v).replace('|', '\\|')
-    lines = ['| ' + ' | '.join(map(str, d.columns)) + ' |', '|' + '---|' * len(d.columns)]
-    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in d.itertuples(index=False)])
+def _md_cell(v):
+    "A cell as `to_markdown` should print it: missing values empty, `|` escaped."
+    if v is None or (isinstance(v, float) and np.isnan(v)): return ''
+    return v.replace('|', '\\|') if isinstance(v, str) else v
+
+def md_table(df: pd.DataFrame,  # the table
+             index=True,        # write the index as the first column
+            ) -> str:
+    "`df` as a GitHub-flavoured markdown table (pandas' `to_markdown`)."
+    return df.astype(object).map(_md_cell).to_markdown(index=index, disable_numparse=True)
+
+# %% ../nbs/35_report.ipynb #5a7e0011
+def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
+                 dataset=None,        # the dataset (default: the only one in `res`)
+                 metric='f1_macro',   # the column, a fraction (shown in points)
+                 **kw,                # `mean_ci` options: confidence, n_resamples, seed
+                ) -> pd.DataFrame:
+    "Per configuration: seeds, folds (0: a fixed split), units, and the mean of `metric` in points over the units with its bootstrap interval."
+    r = _unit_rows(res, dataset)
+    names = list(dict.fromkeys(r['config']))
+    out = {}
+    for c in [c for c in CONFIGS if c in names] + [c for c in names if c not in CONFIGS]:
+        u = r[r['config'] == c]
+        v = u[metric].astype(float).values * 100
+        out[c] = dict(seeds=u['seed'].nunique(), folds=int((u['fold'].unique() >= 0).sum()), units=len(v), mean=v.mean(),
+                      **dict(zip(('ci_low', 'ci_high'), mean_ci(v, **kw))))
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
+
+# %% ../nbs/35_report.ipynb #5a7e0013
+def report_data(run_dir,        # run folder holding results.csv (written by hark-run)
+                baseline=None,  # one baseline for every other configuration; None: each over its own (`BASELINES`)
+                dataset=None,   # the dataset (default: the only one in the run)
+               ) -> dict:
+    "What `hark-report` shows: the run's rows, the result table with F1 intervals, the intervals and the paired gains (formatted and as numbers)."
+    p = Path(run_dir)/'results.csv'
+    if not p.exists(): raise FileNotFoundError(f"{p} does not exist: pass a run folder written by `hark-run --out DIR`")
+    res = ResultsStore(run_dir).df
+    if not len(res): raise ValueError(f"{p} has no rows")
+    ci, table = f1_intervals(res, dataset), result_table(res, dataset)
+    table.insert(2, 'macro F1 95% CI', [f'[{lo:.2f}, {hi:.2f}]' for lo, hi in ci.loc[table.index, ['ci_low', 'ci_high']].values])
+    if ci['folds'].max() > 0: table.insert(1, 'folds', ci.loc[table.index, 'folds'])   # means and intervals are over seeds x folds
+    configs = [c for c in ci.index if c != baseline]
+    pairs = BASELINES if baseline is None else [(c, baseline) for c in configs]
+    return dict(res=res, table=table, intervals=ci, gains=paired_gains(res, baseline, configs, dataset),
+                stats=gain_stats(res, pairs, dataset=dataset))
+
+@call_parse
+def hark_report(run_dir: str,          # run folder holding results.csv (written by `hark-run --out DIR`)
+                baseline: str = None,  # compare every other configuration with this one (default: each with its own, see BASELINES)
+                dataset: str = None,   # the dataset of the run (default: the only one)
+                json: bool = False,    # print one JSON object (numbers) instead of markdown
+               ):
+    "Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p)."
+    try: d = report_data(run_dir, baseline, dataset)
+    except (ValueError, FileNotFoundError) as e: raise CliError(f"hark-report: {e}") from e
+    ds = dataset or d['res']['dataset'].iloc[0]
+    if json:   # pandas writes NaN as null, so the object is valid JSON
+        rec = lambda df: _json.loads(df.to_json(orient='records'))
+        print(_json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
+                               configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']))))
+        return
+    print(f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
+          f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
+          + few_units_note(d['stats']['units'].min()))
+
+def few_units_note(n:int, # the fewest units of a comparison
+                  ) -> str:
+    "A warning (markdown, empty from 10 units on) of what so few units cannot show."
+    if n >= 10: return ''
+    return (f"\n\nWith {n} units, a bootstrap interval cannot reach beyond the smallest and largest gain, and no two-sided "
+            f"Wilcoxon p can be below {2.0 ** (1 - n):.3g}: read the intervals as the range of the gains, and add seeds or folds.")
