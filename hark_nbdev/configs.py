@@ -35,7 +35,7 @@ from .settings import SettingsError
 __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS', 'RECIPES', 'DEFAULT_RECIPE',
            'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'applies', 'options_for', 'check_options',
            'seeded_dls', 'build_learner', 'HARLearner', 'log_friendly_bars', 'history', 'schedule_defaults',
-           'train_config', 'predict', 'evaluate']
+           'train_config', 'predict', 'evaluate', 'fold_valid']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -318,3 +318,11 @@ def evaluate(learn_or_model, data) -> dict:
     return dict(f1_macro=float(f1_score(y, p, average='macro', zero_division=0)),
                 f1_weighted=float(f1_score(y, p, average='weighted', zero_division=0)),
                 accuracy=float(accuracy_score(y, p)), pred_classes=len(np.unique(p)))
+
+# %% ../nbs/31_configs.ipynb #c31e0011
+def fold_valid(data) -> 'HARData':
+    "A copy of `data` whose training split also holds the validation windows (same normaliser, same test split)."
+    from hark_nbdev.data import WindowSet
+    if not len(data.valid): raise ValueError("fold_valid: the data has no validation windows to fold back")
+    return type(data)(WindowSet.cat([data.train, data.valid]), data.valid, data.test, data.classes, data.channels, data.rate,
+                      {**data.protocol, 'refit': True}, data.bs, data.seed, data.normalizer, data.report)

@@ -21,7 +21,7 @@ from .profile import profile_model
 from .data import format_report
 from .settings import RunSettings, DataError
 from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
-from .configs import RECIPES, DEFAULT_RECIPE
+from .configs import RECIPES, DEFAULT_RECIPE, fold_valid
 from .results import save_history, RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
 from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
 
@@ -122,6 +122,15 @@ class Runner:
         "The seed of the teacher that students of `seed` learn from: their own, or `seed % teacher_seeds` when teachers are shared."
         return seed if self.s.teacher_seeds is None else seed % self.s.teacher_seeds
 
+    def refit(self, config, seed, info, teacher=None) -> dict:
+        "Retrain `config` on training + validation windows for the budget validation chose; its test scores as `refit_*` columns."
+        if not hasattr(self, '_folded'): self._folded = fold_valid(self.data)
+        epochs = self.max_epochs(config) if self.s.schedule == 'one_cycle' else int(info.get('best_epoch', self.max_epochs(config) - 1)) + 1
+        opts = {**self.train_opts(config), 'select': 'last'}
+        learn, _ = self.train_fn(config, self._folded, teacher=teacher, epochs=epochs, patience=epochs, seed=seed, schedule=self.s.schedule, **opts)
+        ev = self.evaluate_fn(learn.model, self.data)
+        return dict(refit=True, refit_f1_macro=ev['f1_macro'], refit_f1_weighted=ev.get('f1_weighted'), refit_accuracy=ev.get('accuracy'), refit_epochs=epochs)
+
     def run(self, config, seed) -> dict:
         "Train (or load, for a teacher) `config` with `seed`, store and return its row."
         if config in TEACHERS: (model, info), tname = self.trained_teacher(config, seed), None
@@ -132,13 +141,14 @@ class Runner:
             self.save(config, seed, model, info, tname)
         row = self.row(config, seed, model, info, tname)
         row['teacher_seed'] = self.teacher_seed(seed) if tname else None
+        if self.s.refit: row.update(self.refit(config, seed, info, teacher if tname else None))
         self.store.add(row)
         return row
 
 # %% ../nbs/34_experiment.ipynb #2a32177c
 RESUME_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites',
                'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout',
-               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select')   # what makes rows comparable
+               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'refit')   # what makes rows comparable
 
 def _last_record(out, dataset, key) -> dict:
     "`key` ('settings' or 'data') of the last invocation on `dataset` recorded in `out/run.json`, or None."

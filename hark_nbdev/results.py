@@ -28,6 +28,7 @@ RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',     
                      'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
                      'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
                      'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'history',
+                     'refit', 'refit_f1_macro', 'refit_f1_weighted', 'refit_accuracy', 'refit_epochs',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',

@@ -69,6 +69,7 @@ class RunSettings:
     label_smoothing: float = None # label smoothing of the cross-entropy, 0 <= eps < 1 (default: the recipe's, 0)
     augment: tuple = None         # training-batch augmentations jitter, scale, rotate, shift joined by '+' (default: the recipe's, none)
     select: str = None            # the weights kept: best validation 'f1', lowest validation 'loss' or the 'last' epoch (default: the recipe's, f1)
+    refit: bool = None            # also retrain on training + validation subjects for the chosen budget and record its test scores (refit_*)
 
     def __post_init__(self):
         for f in fields(self): object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
@@ -155,7 +156,7 @@ _CHECKS = dict(
     lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
     label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
     augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
-    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True))
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool)
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
