@@ -18,8 +18,8 @@ from fastai.torch_core import default_device
 # %% auto #0
 __all__ = ['SPLITS', 'Recording', 'WindowSet', 'Source', 'DatasetSpec', 'synthetic_windows', 'sliding_windows',
            'split_recordings', 'subject_split', 'pick_valid_subjects', 'valid_split', 'assert_disjoint', 'random_split',
-           'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl', 'HARDataLoaders',
-           'check_count', 'drop_untrained_classes', 'HARData', 'format_report', 'synthetic_data']
+           'check_folds', 'subject_folds', 'fold_split', 'Normalizer', 'WindowDataset', 'WindowDL', 'window_dl',
+           'HARDataLoaders', 'check_count', 'drop_untrained_classes', 'HARData', 'format_report', 'synthetic_data']
 
 # %% ../nbs/00_data.ipynb #07f94f63
 def _named(run, subject): return f"recording {run!r} (subject {subject})" if run else f"recording of subject {subject}"
@@ -229,12 +229,20 @@ def random_split(ws:WindowSet, fracs=(0.7, 0.15, 0.15), seed=42) -> dict:
     return dict(train=ws.subset(np.sort(tr)), valid=ws.subset(np.sort(va)), test=ws.subset(np.sort(te)))
 
 # %% ../nbs/00_data.ipynb #f01d5a02
+def check_folds(folds, # K >= 2 (an int, or its digits as given on a command line) or 'loso'
+               ):
+    "`folds` as 'loso' or an int K >= 2; a one-line `ValueError` naming the valid values otherwise."
+    if isinstance(folds, str) and folds.strip().isdigit(): folds = int(folds)
+    if folds == 'loso': return folds
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be 'loso' or an integer K >= 2 (subject-wise K-fold), got {folds!r}")
+    return int(folds)
+
 def _fold_tests(subs, folds, seed) -> list:
     "The test subjects of each fold: one subject each for 'loso', else the test groups of a shuffled `KFold` over `subs`."
     from sklearn.model_selection import KFold
+    folds = check_folds(folds)
     if folds == 'loso': return [[s] for s in subs]
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise ValueError(f"folds must be 'loso' or an integer K >= 2 (subject-wise K-fold), got {folds!r}")
     if folds > len(subs): raise ValueError(f"folds={folds} asks for more folds than the {len(subs)} subjects {subs}")
     return [sorted(np.asarray(subs)[te].tolist()) for _, te in KFold(int(folds), shuffle=True, random_state=seed).split(subs)]
 

@@ -8,16 +8,13 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/datasets.html.md"""
 from __future__ import annotations
 import os, json as _json
 import numpy as np
-from fastcore.script import call_parse
-try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
-except ImportError: CliError = SystemExit   # older fastcore
-from .data import SPLITS, DatasetSpec, HARData, check_count, format_report, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split
+from .data import SPLITS, DatasetSpec, HARData, synthetic_data, check_count, format_report, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split, check_folds, subject_folds, fold_split
 from .fetch import resolve_path
 from . import ucihar, wisdm, opportunity, sensors
 
 # %% auto #0
-__all__ = ['READER_MODULES', 'DATASETS', 'PROTOCOLS', 'PROTOCOL_KEYS', 'get_spec', 'protocol_params', 'make_splits', 'get_data',
-           'format_summary', 'hark_data', 'plot_class_balance', 'plot_windows']
+__all__ = ['READER_MODULES', 'DATASETS', 'PROTOCOLS', 'PROTOCOL_KEYS', 'get_spec', 'protocol_params', 'make_splits', 'make_fold',
+           'get_data', 'format_summary', 'data_report', 'plot_class_balance', 'plot_windows']
 
 # %% ../nbs/06_datasets.ipynb #57b48a95
 READER_MODULES = (ucihar, wisdm, opportunity, sensors)
@@ -85,12 +82,17 @@ def _check_subjects(ws, p, name):
         missing = sorted(set(p.get(k) or ()) - set(ws.subjects))
         if missing: raise ValueError(f"{k} {missing} are not subjects of {name}: its windows have subjects {ws.subjects}")
 
+def _official(src, p):
+    "The (train, test) windows of a pre-windowed release, checked against the protocol's window."
+    tr, te = src.windows['train'], src.windows['test']
+    if p['window'] != tr.X.shape[1]: raise ValueError(f"{src.name} comes as {tr.X.shape[1]}-sample windows; window={p['window']} is not possible")
+    return tr, te
+
 def make_splits(src, p:dict, seed=42, report:dict=None):
     "Window `src` and split it by protocol parameters `p` -> ({'train','valid','test'}: WindowSet, description)."
     report = {} if report is None else report
     if src.windows is not None:                            # pre-windowed release (official UCI HAR)
-        tr, te = src.windows['train'], src.windows['test']
-        if p['window'] != tr.X.shape[1]: raise ValueError(f"{src.name} comes as {tr.X.shape[1]}-sample windows; window={p['window']} is not possible")
+        tr, te = _official(src, p)
         if p.get('split') == 'random':
             return random_split(WindowSet.cat([tr, te]), p.get('fracs', (0.7, 0.15, 0.15)), seed), f"random stratified {p.get('fracs', (0.7, 0.15, 0.15))} of the official windows (seed {seed})"
         sp, d = _valid_from_train(dict(train=tr, valid=tr.subset(np.zeros(len(tr), bool)), test=te), p, seed)
@@ -114,6 +116,28 @@ def make_splits(src, p:dict, seed=42, report:dict=None):
     assert_disjoint(sp)
     return sp, f"test subjects {sp['test'].subjects}; valid subjects {sp['valid'].subjects}{d and ' (held out of training)'}"
 
+# %% ../nbs/06_datasets.ipynb #6f01d002
+def _pooled(src, p, report) -> WindowSet:
+    "Every window of `src` the protocol keeps, in one `WindowSet` (a recording-wise split's dropped recordings left out)."
+    if src.windows is not None: return WindowSet.cat(_official(src, p))
+    split = p.get('split')
+    return _window([r for r in src.recordings if not callable(split) or split(r) is not None], p, report)
+
+def make_fold(src,              # what the dataset's reader returned
+              p:dict,           # protocol parameters (`protocol_params`)
+              folds,            # K (subject-wise K-fold) or 'loso'
+              fold:int,         # which fold, 0 .. number of folds - 1
+              seed=42,          # seed of the folds and of each fold's validation subjects
+              report:dict=None, # collects the windowing counts
+             ):
+    "Window `src` and cut fold `fold` of its subject-wise `folds` -> ({'train','valid','test'}: WindowSet, description, number of folds)."
+    ws = _pooled(src, p, {} if report is None else report)
+    fs = subject_folds(ws, folds, seed, p.get('valid_frac', 0.15))
+    if not 0 <= fold < len(fs): raise ValueError(f"fold must be 0..{len(fs) - 1} for folds={folds!r} on {src.name} ({len(fs)} folds), got {fold!r}")
+    f, how = fs[fold], 'leave one subject out' if folds == 'loso' else f'subject-wise {folds}-fold'
+    return fold_split(ws, f), (f"fold {fold} of {len(fs)} ({how}, seed {seed}): test subjects {f['test']}; "
+                               f"valid subjects {f['valid']} (held out of the fold's training subjects)"), len(fs)
+
 # %% ../nbs/06_datasets.ipynb #71495563
 def _check_options(path, bs, seed):
     "One-line errors for options of the wrong type or range, before any data is read."
@@ -121,17 +145,47 @@ def _check_options(path, bs, seed):
         raise TypeError(f"path must be a dataset folder (str or Path), got {type(path).__name__} {path!r}")
     check_count('bs', bs); check_count('seed', seed, 0)
 
-def get_data(name, path=None, protocol='standard', window=None, step=None, seed=42, bs=64, **opts) -> HARData:
-    "A normalised `HARData` for dataset `name` under `protocol` ('standard' | 'paper'); `opts` override protocol keys or go to the reader."
+def _check_folds(protocol, folds, fold, opts):
+    "`folds` checked (None, 'loso' or K >= 2) with the `fold`, protocol and options it needs, before any data is read."
+    if folds is None:
+        if fold is not None: raise ValueError(f"fold={fold!r} needs folds= too (K or 'loso')")
+        return None
+    folds = check_folds(folds)
+    if protocol != 'standard': raise ValueError(f"folds={folds!r} are subject-wise folds of the standard protocol's windows; use protocol='standard', not {protocol!r}")
+    if fold is None: raise ValueError(f"folds={folds!r} needs fold= too: the index of the fold to load (0 .. number of folds - 1)")
+    check_count('fold', fold, 0)
+    clash = [k for k in ('test_subjects', 'valid_subjects', 'split', 'fracs') if k in opts]
+    if clash: raise ValueError(f"folds={folds!r} choose each fold's test and validation subjects; drop the options {clash}")
+    return folds
+
+def get_data(name,              # dataset name (`DATASETS`) or a `DatasetSpec`
+             path=None,         # dataset folder (default: `$HARK_DATA`, the cache, a download)
+             protocol='standard', # 'standard' (subject-wise) or 'paper' (the authors' random split)
+             window=None,       # window length in samples (default: the protocol's)
+             step=None,         # step between windows (default: the protocol's, same overlap for a new window)
+             seed=42,           # seed of random splits, validation subjects and folds
+             bs=64,             # batch size of the `DataLoaders`
+             folds=None,        # subject-wise cross-validation instead of the fixed split: K (K-fold) or 'loso'
+             fold=None,         # with `folds`: which fold (0 .. number of folds - 1)
+             **opts,            # protocol keys (`PROTOCOL_KEYS`) or reader options
+            ) -> HARData:
+    "A normalised `HARData` for dataset `name` ('synthetic': the toy set of the tests) under `protocol` (or one subject-wise fold of it); `opts` override protocol keys or go to the reader."
+    if name == 'synthetic' and folds is None: return synthetic_data(window=window or 32, seed=seed, bs=bs)   # the tests' toy set: no files
     spec = get_spec(name)
     _check_options(path, bs, seed)
+    folds = _check_folds(protocol, folds, fold, opts)
     p = protocol_params(spec, protocol, window, step, **opts)
-    src = spec.read(resolve_path(spec, path), **p['opts'])
-    report = dict(src.report)
-    sp, desc = make_splits(src, p, seed, report)
+    root = resolve_path(spec, path)
+    src = spec.read(root, **p['opts'])
+    report, extra = dict(src.report), {}
+    if folds is None: sp, desc = make_splits(src, p, seed, report)
+    else:
+        sp, desc, n = make_fold(src, p, folds, fold, seed, report)
+        extra = dict(folds=folds, fold=fold, n_folds=n)
     if not len(sp['test']): raise ValueError(f"{spec.name}: the test split has no windows ({desc})")
     proto = dict(dataset=spec.name, protocol=protocol, window=p['window'], step=p['step'], label=p['label'],
-                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'])
+                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'], path=str(root), **extra)
+    # normalisation is fitted here, on this split's (this fold's) training windows only
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], src.classes, src.channels, src.rate or spec.rate,
                                 proto, bs=bs, seed=seed, report=report)
 
@@ -157,19 +211,20 @@ def format_summary(s:dict) -> str:
     for k in SPLITS: lines.append(f"{k} subjects ({len(s['subjects'][k])}): {_ranges(s['subjects'][k])}")
     return '\n'.join(lines)
 
-@call_parse
-def hark_data(dataset:str,                                      # dataset name (ucihar, hapt, wisdm, wisdm2019, opportunity, sensors)
-              path:str=None,                                    # dataset folder (default: $HARK_DATA, cache, download)
-              protocol:str='standard',                          # standard | paper
-              window:int=None,                                  # window length in samples (default: the protocol's)
-              step:int=None,                                    # step between windows (default: the protocol's)
-              seed:int=42,                                      # seed of random splits and validation subjects
-              json:bool=False):                                 # print one JSON object instead of the report
-    "Load DATASET under a protocol and print its summary: subjects, windows per split and class, channels, window, rate, parse report."
-    try: d = get_data(dataset, path, protocol, window, step, seed)
-    except (ValueError, FileNotFoundError, RuntimeError) as e: raise CliError(f"hark-data: {e}") from e
-    s = d.summary()
-    print(_json.dumps(s) if json else format_summary(s))
+def data_report(dataset:str,             # dataset name (see DATASETS), or 'synthetic'
+                path:str=None,            # dataset folder (default: $HARK_DATA, cache, download)
+                protocol:str='standard',  # standard | paper
+                window:int=None,          # window length in samples (default: the protocol's)
+                step:int=None,            # step between windows (default: the protocol's)
+                seed:int=42,              # seed of random splits, validation subjects and folds
+                folds=None,               # subject-wise cross-validation: K (K-fold) or 'loso'
+                fold:int=0,               # with `folds`: the fold to show (0 .. number of folds - 1)
+                as_json:bool=False,       # one JSON object instead of the readable report
+               ) -> str:
+    "What `hark-data` prints for DATASET under a protocol (or one subject-wise fold): subjects, windows per split and class, channels, window, rate, parse report."
+    s = get_data(dataset, path, protocol, window, step, seed, folds=folds, fold=None if folds is None else fold).summary()
+    return _json.dumps(s) if as_json else format_summary(s)
+
 
 # %% ../nbs/06_datasets.ipynb #dd81def7
 def plot_class_balance(data:HARData, ax=None):
