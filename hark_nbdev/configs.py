@@ -164,7 +164,8 @@ class HARLearner(Learner):
         finally: self.add_cbs(cbs)
 
 @contextlib.contextmanager
-def log_friendly_bars(stream=None):
+def log_friendly_bars(stream=None,  # the stream the bars go to (default: stdout)
+                     ):
     "Inside: no redrawn progress bar when `stream` (default: stdout) is not a terminal; the line per finished epoch stays."
     # fastprogress tests `getattr(stdout, 'isatty', False)` (the method, always true), so a log file gets every redraw
     tty = getattr(stream or sys.stdout, 'isatty', lambda: False)()
