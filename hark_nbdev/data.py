@@ -77,7 +77,7 @@ class WindowSet:
 @dataclass
 class Source:
     "What a dataset reader returns: recordings (or ready-made windows) plus metadata and a parse report."
-    name: str
+    name: str              # the dataset's name
     classes: list          # class names, index = class id
     channels: list         # channel names
     rate: float            # Hz
