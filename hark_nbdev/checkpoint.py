@@ -40,7 +40,8 @@ def model_arch(model: nn.Module) -> dict | None:
     if not isinstance(model, DeepConvLSTM): return None
     arch = dict(n_channels=model.n_channels, n_classes=model.n_classes, window=model.window, filters=model.filters,
                 hidden=model.hidden, sites=list(model.sites), reduction=model.reduction, kernel=model.kernel,
-                lstm_axis=model.lstm_axis, dropout=model.drop.p)
+                lstm_axis=model.lstm_axis, dropout=model.drop.p,
+                lstm_dropout=model.lstm_drop.p, norm=model.norm, init=model.init)   # norm changes the layers the weights fill
     base = next((k for k, v in WIDTHS.items() if v == (model.filters, model.hidden)), None)
     return dict(arch, name=base and base + ('-Att' if model.sites else ''))
 
@@ -106,12 +107,12 @@ def load_weights(model: nn.Module, path, legacy: bool = False) -> dict:
     return meta
 
 def load_checkpoint(path) -> DeepConvLSTM:
-    "The model saved at `path`, rebuilt from its metadata, in eval mode; the metadata is its `.meta`."
+    "The model saved at `path`, rebuilt from its metadata, in eval mode; the metadata (and the file's `path`) is its `.meta`."
     meta = read_meta(path)
     if meta.get('arch') is None: raise CheckpointError(f"{path} holds a model that is not a DeepConvLSTM: nothing describes how to rebuild it")
     model = build_model(meta['arch'])
     load_weights(model, path)
-    model.meta = meta
+    model.meta = dict(meta, path=str(path))
     return model.eval()
 
 # %% ../nbs/13_checkpoint.ipynb #ce09282d
