@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/plots.html.md"""
 
 # %% auto #0
 __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 'plot_baselines', 'plot_resources',
-           'plot_relative', 'plot_tradeoff', 'plot_all', 'hark_plots']
+           'plot_relative', 'plot_tradeoff', 'plot_intervals', 'plot_folds', 'plot_all', 'hark_plots']
 
 # %% ../nbs/33_plots.ipynb #e541f581
 import re, warnings
@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse
 from .configs import CONFIGS
-from .results import summarize, slug
+from .results import summarize, slug, unit_rows, f1_intervals
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -147,6 +147,62 @@ def plot_tradeoff(df, x='macs', y='f1_macro'):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/33_plots.ipynb #3f01d002
+def plot_intervals(df,                # results: a DataFrame, a results.csv path or a run folder
+                   metric='f1_macro', # the metric, a fraction (drawn in percent)
+                   **kw,              # `mean_ci` options: confidence, n_resamples, seed
+                  ):
+    "Mean `metric` (percent) of every configuration over its (seed, fold) units with its bootstrap interval, one panel per dataset."
+    df = load_results(df)
+    ds = list(df['dataset'].unique())
+    fig, axs = plt.subplots(1, len(ds), figsize=(4.8*len(ds), 0.45*df['config'].nunique() + 1.6), squeeze=False)
+    for ax, d in zip(axs[0], ds):
+        ci = f1_intervals(df, d, metric, order=tuple(CONFIGS), **kw)
+        y = np.arange(len(ci))[::-1]
+        err = np.array([ci['mean'] - ci['ci_low'], ci['ci_high'] - ci['mean']]).clip(0)   # NaN (one unit): no bar
+        for i, (c, r) in enumerate(ci.iterrows()):
+            ax.errorbar(r['mean'], y[i], xerr=np.nan_to_num(err[:, i:i+1]), fmt='o', capsize=3, color=f'C{i}')
+            ax.annotate(f"{r['mean']:.1f}  (n={int(r['units'])})", (r['mean'], y[i]), textcoords='offset points', xytext=(0, 6),
+                        ha='center', fontsize=7)
+        ax.set_yticks(y, ci.index); ax.set_ylim(-0.7, len(ci) - 0.3)
+        ax.set_xlabel(f"{LABELS.get(metric, metric)} %, mean and {kw.get('confidence', 0.95):.0%} bootstrap CI"); ax.set_title(d)
+        ax.grid(axis='x', alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_plots.ipynb #3f01d005
+def _fold_labels(rows) -> dict:
+    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
+    lab = {}
+    for f, g in rows.groupby('fold'):
+        t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
+        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
+    return lab
+
+def plot_folds(df,                 # results of a run with folds: a DataFrame, a results.csv path or a run folder
+               dataset=None,       # the dataset (default: the only one)
+               metric='f1_macro',  # the metric, a fraction (drawn in percent)
+               configs=None,       # configurations to show (default: all, in CONFIGS order)
+              ):
+    "Heat map of `metric` (percent, mean over seeds) per configuration and fold, with the mean over folds as the last column."
+    r = unit_rows(load_results(df), dataset)
+    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): plot_folds needs a run made with hark-run --folds")
+    if configs is not None: r = r[r['config'].isin(configs)]
+    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
+    m = m.loc[[c for c in CONFIGS if c in m.index] + [c for c in m.index if c not in CONFIGS]]
+    labels = _fold_labels(r)
+    m = m.rename(columns=labels).assign(mean=m.mean(1))
+    fig, ax = plt.subplots(figsize=(0.62*m.shape[1] + 2.2, 0.42*len(m) + 1.4))
+    im = ax.imshow(m.values, cmap='viridis', aspect='auto')
+    for (i, j), v in np.ndenumerate(m.values):
+        if np.isfinite(v): ax.text(j, i, f'{v:.0f}', ha='center', va='center', fontsize=7, color='white' if v < np.nanmean(m.values) else 'black')
+    ax.set_xticks(range(m.shape[1]), m.columns, rotation=90, fontsize=8); ax.set_yticks(range(len(m)), m.index, fontsize=8)
+    ax.axvline(m.shape[1] - 1.5, color='white', lw=2)
+    fig.colorbar(im, ax=ax, label=f"{LABELS.get(metric, metric)} %")
+    ax.set_title(f"{r['dataset'].iloc[0]}: per fold, mean over {r['seed'].nunique()} seed(s)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/33_plots.ipynb #5e4c625a
 def _save(fig, path):
     "Save `fig` as PNG at `path`, close it, return the path."
@@ -166,6 +222,9 @@ def plot_all(results, out_dir) -> list:
         for kind, name in (('recognition', 'recognition'), ('resources', 'resource')):
             paths.append(_save(plot_relative(df, d, kind), out/f'{name}-{slug(d)}.png'))
     paths.append(_save(plot_tradeoff(df), out/'f1-vs-macs.png'))
+    paths.append(_save(plot_intervals(df), out/'f1-intervals.png'))
+    for d in df['dataset'].unique():   # the per-fold view, for runs with subject-wise folds
+        if 'fold' in df and df.loc[df['dataset'] == d, 'fold'].notna().any(): paths.append(_save(plot_folds(df, d), out/f'folds-{slug(d)}.png'))
     return paths
 
 # %% ../nbs/33_plots.ipynb #febf720c

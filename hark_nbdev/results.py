@@ -16,8 +16,8 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'mean_ci', 'atomic_write', 'ResultsStore', 'slug', 'versions',
-           'cpu_model', 'machine', 'log_run']
+__all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'mean_ci', 'unit_rows', 'f1_intervals', 'atomic_write',
+           'ResultsStore', 'slug', 'versions', 'cpu_model', 'machine', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
 KEY = ['dataset', 'config', 'seed']
@@ -57,6 +57,37 @@ def mean_ci(values,            # scores of independent units (e.g. macro F1 per 
     lo, hi = ci('BCa')
     if not (np.isfinite(lo) and np.isfinite(hi)): lo, hi = ci('percentile')   # BCa's jackknife degenerates on heavy ties
     return float(lo), float(hi)
+
+# %% ../nbs/32_results.ipynb #c1a0b005
+def unit_rows(res: pd.DataFrame,  # results rows (results.csv)
+              dataset=None,       # the dataset (default: the only one in `res`)
+             ) -> pd.DataFrame:
+    "The rows of one dataset (the only one, or `dataset`) with `fold` filled in (-1 for the fixed splits)."
+    ds = list(dict.fromkeys(res['dataset']))
+    if dataset is None:
+        if len(ds) != 1: raise ValueError(f"the results hold datasets {ds}: pass dataset=")
+        dataset = ds[0]
+    if dataset not in ds: raise ValueError(f"no rows of dataset {dataset!r}; the results hold {ds}")
+    r = res[res['dataset'] == dataset]
+    fold = pd.to_numeric(r['fold'], errors='coerce') if 'fold' in r else pd.Series(np.nan, index=r.index)
+    return r.assign(fold=fold.fillna(-1).astype(int))
+
+def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
+                 dataset=None,        # the dataset (default: the only one in `res`)
+                 metric='f1_macro',   # the column, a fraction (shown in points)
+                 order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`); the rest follow as they come
+                 **kw,                # `mean_ci` options: confidence, n_resamples, seed
+                ) -> pd.DataFrame:
+    "Per configuration: seeds, folds (0: a fixed split), units, and the mean of `metric` in points over the units with its bootstrap interval."
+    r = unit_rows(res, dataset)
+    names = list(dict.fromkeys(r['config']))
+    out = {}
+    for c in [c for c in order if c in names] + [c for c in names if c not in order]:
+        u = r[r['config'] == c]
+        v = u[metric].astype(float).values * 100
+        out[c] = dict(seeds=u['seed'].nunique(), folds=int((u['fold'].unique() >= 0).sum()), units=len(v), mean=v.mean(),
+                      **dict(zip(('ci_low', 'ci_high'), mean_ci(v, **kw))))
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
 
 # %% ../nbs/32_results.ipynb #8df7fd47
 @contextmanager
