@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .configs import CONFIGS
-from .results import summarize, slug, unit_rows, f1_intervals
+from .results import summarize, slug, unit_rows, f1_intervals, fold_table
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -170,27 +170,14 @@ def plot_intervals(df,                # results: a DataFrame, a results.csv path
     return fig
 
 # %% ../nbs/33_plots.ipynb #3f01d005
-def _fold_labels(rows) -> dict:
-    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
-    lab = {}
-    for f, g in rows.groupby('fold'):
-        t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
-        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
-    return lab
-
 def plot_folds(df,                 # results of a run with folds: a DataFrame, a results.csv path or a run folder
                dataset=None,       # the dataset (default: the only one)
                metric='f1_macro',  # the metric, a fraction (drawn in percent)
                configs=None,       # configurations to show (default: all, in CONFIGS order)
               ):
-    "Heat map of `metric` (percent, mean over seeds) per configuration and fold, with the mean over folds as the last column."
-    r = unit_rows(load_results(df), dataset)
-    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): plot_folds needs a run made with hark-run --folds")
-    if configs is not None: r = r[r['config'].isin(configs)]
-    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
-    m = m.loc[[c for c in CONFIGS if c in m.index] + [c for c in m.index if c not in CONFIGS]]
-    labels = _fold_labels(r)
-    m = m.rename(columns=labels).assign(mean=m.mean(1))
+    "Heat map of `metric` (percent, mean over seeds) per configuration and fold (`results.fold_table`), with the mean over folds as the last column."
+    r = load_results(df)
+    m = fold_table(r if configs is None else r[r['config'].isin(configs)], dataset, metric, order=tuple(CONFIGS))
     fig, ax = plt.subplots(figsize=(0.62*m.shape[1] + 2.2, 0.42*len(m) + 1.4))
     im = ax.imshow(m.values, cmap='viridis', aspect='auto')
     for (i, j), v in np.ndenumerate(m.values):
@@ -198,7 +185,8 @@ def plot_folds(df,                 # results of a run with folds: a DataFrame, a
     ax.set_xticks(range(m.shape[1]), m.columns, rotation=90, fontsize=8); ax.set_yticks(range(len(m)), m.index, fontsize=8)
     ax.axvline(m.shape[1] - 1.5, color='white', lw=2)
     fig.colorbar(im, ax=ax, label=f"{LABELS.get(metric, metric)} %")
-    ax.set_title(f"{r['dataset'].iloc[0]}: per fold, mean over {r['seed'].nunique()} seed(s)", fontsize=9)
+    u = unit_rows(r, dataset)
+    ax.set_title(f"{u['dataset'].iloc[0]}: per fold, mean over {u['seed'].nunique()} seed(s)", fontsize=9)
     fig.tight_layout()
     return fig
 

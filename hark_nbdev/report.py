@@ -9,16 +9,13 @@ from __future__ import annotations
 import json as _json
 from pathlib import Path
 import numpy as np, pandas as pd
-from fastcore.script import call_parse
-try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
-except ImportError: CliError = SystemExit   # older fastcore
 from .configs import CONFIGS, TEACHER_OF, TEACHERS
-from .results import summarize, mean_ci, unit_rows, f1_intervals, ResultsStore
+from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, ResultsStore
 
 # %% auto #0
 __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
            'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table', 'report_data',
-           'hark_report', 'few_units_note']
+           'report_text', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean, std, scale=100, nd=2) -> str:
@@ -226,24 +223,23 @@ def report_data(run_dir,        # run folder holding results.csv (written by har
     return dict(res=res, table=table, intervals=ci, gains=paired_gains(res, baseline, configs, dataset),
                 stats=gain_stats(res, pairs, dataset=dataset))
 
-@call_parse
-def hark_report(run_dir: str,          # run folder holding results.csv (written by `hark-run --out DIR`)
-                baseline: str = None,  # compare every other configuration with this one (default: each with its own, see BASELINES)
-                dataset: str = None,   # the dataset of the run (default: the only one)
-                json: bool = False,    # print one JSON object (numbers) instead of markdown
-               ):
-    "Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p)."
-    try: d = report_data(run_dir, baseline, dataset)
-    except (ValueError, FileNotFoundError) as e: raise CliError(f"hark-report: {e}") from e
+def report_text(run_dir,         # run folder holding results.csv (written by `hark-run --out DIR`)
+                baseline=None,   # compare every other configuration with this one (default: each with its own, see BASELINES)
+                dataset=None,    # the dataset of the run (default: the only one)
+                as_json=False,   # one JSON object (numbers) instead of markdown
+               ) -> str:
+    "What `hark-report` prints: a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p)."
+    d = report_data(run_dir, baseline, dataset)
     ds = dataset or d['res']['dataset'].iloc[0]
-    if json:   # pandas writes NaN as null, so the object is valid JSON
+    if as_json:   # pandas writes NaN as null, so the object is valid JSON
         rec = lambda df: _json.loads(df.to_json(orient='records'))
-        print(_json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
-                               configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']))))
-        return
-    print(f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
-          f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
-          + few_units_note(d['stats']['units'].min()))
+        return _json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
+                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats'])))
+    return (f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
+            f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
+            + few_units_note(d['stats']['units'].min())
+            + ('' if d['intervals']['folds'].max() == 0 else   # a run with folds: which folds (subjects) are hard
+               f"\n\n## Macro F1 per fold (test subjects), mean over seeds\n\n{md_table(fold_table(d['res'], dataset, order=tuple(CONFIGS)).round(2))}"))
 
 def few_units_note(n:int, # the fewest units of a comparison
                   ) -> str:

@@ -17,26 +17,29 @@ import hark_nbdev
 
 # %% auto #0
 __all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'unit_rows',
-           'f1_intervals', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions', 'cpu_model',
-           'machine', 'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
+           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions',
+           'cpu_model', 'machine', 'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
-RESULTS_SCHEMA = 2   # 1: the runs before this layout (40 to 44 columns, depending on the run)
-KEY = ['dataset', 'config', 'seed']
-RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
+RESULTS_SCHEMA = 3   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects
+KEY = ['dataset', 'config', 'seed']   # the columns every results file has; with `fold`, the key of a row
+RESULT_COLS = KEY + ['fold', 'f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
                      'params', 'trainable_params', 'params_keras', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
                      'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
                      'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
-                     'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
+                     'protocol', 'split', 'folds', 'test_subjects', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
                 'latency_ms', 'throughput', 'epochs', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att']
 
 # %% ../nbs/32_results.ipynb #82d0449d
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean and std over seeds of `SUMMARY_COLS` per (dataset, config), with `n_seeds`, in first-seen order."
+    "Mean and std over the rows (seeds, or seeds x folds) of `SUMMARY_COLS` per (dataset, config), with `n_seeds` (and `n_folds`, `n_units`), in first-seen order."
     keys = [df['dataset'], df['config']]
     s = df['seed'].groupby(keys, sort=False).nunique().rename('n_seeds').to_frame()
+    if 'fold' in df and df['fold'].notna().any():   # a run with folds
+        g = df.groupby(keys, sort=False)
+        s = s.join(g['fold'].nunique().rename('n_folds')).join(g.size().rename('n_units'))
     cols = [c for c in SUMMARY_COLS if c in df.columns]
     if cols:  # coerce: a column of None (a metric a config lacks) would not average
         st = df[cols].apply(pd.to_numeric, errors='coerce').groupby(keys, sort=False).agg(['mean', 'std'])
@@ -92,6 +95,27 @@ def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
                       **dict(zip(('ci_low', 'ci_high'), mean_ci(v, **kw))))
     return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
 
+# %% ../nbs/32_results.ipynb #c1a0b007
+def _fold_labels(rows) -> dict:
+    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
+    lab = {}
+    for f, g in rows.groupby('fold'):
+        t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
+        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
+    return lab
+
+def fold_table(res: pd.DataFrame,   # results rows of a run with folds (results.csv)
+               dataset=None,        # the dataset (default: the only one in `res`)
+               metric='f1_macro',   # the column, a fraction (shown in points)
+               order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`)
+              ) -> pd.DataFrame:
+    "`metric` in points per configuration (rows) and fold (columns, named by their test subjects), mean over seeds; a last column `mean`."
+    r = unit_rows(res, dataset)
+    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
+    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
+    m = m.loc[[c for c in order if c in m.index] + [c for c in m.index if c not in order]]
+    return m.rename(columns=_fold_labels(r)).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
+
 # %% ../nbs/32_results.ipynb #8df7fd47
 TEMP_PREFIX = '.hark-'
 
@@ -123,12 +147,19 @@ class ResultsStore:
         missing = [c for c in KEY if c not in self.df.columns]
         if missing: raise ValueError(f"{self.path} is not a hark-run results file: it lacks the columns {missing}")
 
-    def _mask(self, dataset, config, seed):
-        return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed)
+    def _mask(self, dataset, config, seed, fold=None):
+        fold_col = pd.to_numeric(self.df['fold'], errors='coerce') if 'fold' in self.df else pd.Series(np.nan, index=self.df.index)
+        same_fold = fold_col.isna() if fold is None or pd.isna(fold) else fold_col == fold   # None: the fixed split
+        return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed) & same_fold
 
-    def done(self, dataset, config, seed) -> bool:
-        "Whether a row for (dataset, config, seed) is stored."
-        return bool(self._mask(dataset, config, seed).any())
+    def done(self,
+             dataset,    # dataset name
+             config,     # configuration
+             seed,       # training seed
+             fold=None,  # the fold of a run with folds (None: the fixed split)
+            ) -> bool:
+        "Whether a row for (dataset, config, seed, fold) is stored."
+        return bool(self._mask(dataset, config, seed, fold).any())
 
     def rows(self, dataset=None) -> pd.DataFrame:
         "The stored rows (of `dataset`)."
@@ -139,7 +170,7 @@ class ResultsStore:
         unknown = [k for k in row if k not in RESULT_COLS]
         if unknown: raise ValueError(f"results row has columns {unknown} outside RESULT_COLS (schema {RESULTS_SCHEMA})")
         new = pd.DataFrame([row]).reindex(columns=RESULT_COLS)
-        old = self.df[~self._mask(row['dataset'], row['config'], row['seed'])]
+        old = self.df[~self._mask(row['dataset'], row['config'], row['seed'], row.get('fold'))]
         df = pd.concat([old, new], ignore_index=True) if len(old) else new
         df = df[RESULT_COLS + [c for c in df.columns if c not in RESULT_COLS]]   # older rows' extra columns are kept, not dropped
         with atomic_write(self.path) as f: df.to_csv(f, index=False)
