@@ -141,8 +141,8 @@ def main(dataset: str = 'hapt',      # dataset name
     if not matrix: b.update({k: old[k] for k in ('matrix', 'matrix_seconds', 'train_minutes', 'command') if k in old})
     if matrix:
         t0 = time.perf_counter()
-        rows = run_experiment(dataset, path, protocol, 'all', seeds, epochs, out, patience, teacher_seeds=teacher_seeds,
-                              schedule=schedule, teacher_epochs=teacher_epochs)
+        rows = run_experiment(dataset, path=path, protocol=protocol, configs='all', seeds=seeds, epochs=epochs, out=out, patience=patience,
+                              teacher_seeds=teacher_seeds, schedule=schedule, teacher_epochs=teacher_epochs)
         b['matrix_seconds'] = time.perf_counter() - t0
         b['matrix'] = (f"{len(rows)} rows (8 configurations x {seeds} seeds" +
                        (f", teachers trained for {teacher_seeds} seed(s) and shared" if teacher_seeds else '') +

@@ -22,6 +22,7 @@ from hark_nbdev.datasets import get_data
 from hark_nbdev.configs import TEACHER_OF, train_config, evaluate
 from hark_nbdev.results import atomic_write, ResultsStore
 from hark_nbdev.experiment import Runner
+from hark_nbdev.settings import RunSettings
 
 warnings.filterwarnings('ignore', category=FutureWarning)
 GRID = 'T=1; T=2; T=4; alpha=0.1; alpha=0.9; beta=0; beta=10'   # around KD_DEFAULTS, one setting at a time
@@ -47,12 +48,14 @@ def main(run: str,                    # finished run folder (its run.json gives 
          out: str = None):            # CSV to write (default RUN/sweep-CONFIG.csv)
     "Train `config` at every grid point and seed; write validation (and, for the record, test) macro F1 to a CSV."
     torch.set_num_threads(threads)
-    run = Path(run); a = json.loads((run/'run.json').read_text())['runs'][-1]['args']
+    run = Path(run); last = json.loads((run/'run.json').read_text())['runs'][-1]
+    a = last.get('settings') or last['args']   # 'args': the run.json of runs before RunSettings
     out = Path(out or run/f'sweep-{config}.csv')
     rows = pd.read_csv(out).to_dict('records') if out.exists() else []
     done = {(r['point'], r['seed']) for r in rows}
     data = get_data(a['dataset'], path=path or a['path'], protocol=a['protocol'])
-    runner = Runner(data, ResultsStore(run), a['dataset'], a['protocol'], teacher_seeds=a.get('teacher_seeds'), sites=a.get('sites'))
+    runner = Runner(data, ResultsStore(run), RunSettings(a['dataset'], protocol=a['protocol'], teacher_seeds=a.get('teacher_seeds'),
+                                                         sites=a.get('sites'), out=str(run)))
     def teacher_of(seed):
         "The teacher that the run's matrix gave students of `seed`, loaded from RUN/models, or None."
         name = TEACHER_OF.get(config)

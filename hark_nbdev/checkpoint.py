@@ -40,7 +40,8 @@ def model_arch(model: nn.Module) -> dict | None:
     if not isinstance(model, DeepConvLSTM): return None
     arch = dict(n_channels=model.n_channels, n_classes=model.n_classes, window=model.window, filters=model.filters,
                 hidden=model.hidden, sites=list(model.sites), reduction=model.reduction, kernel=model.kernel,
-                lstm_axis=model.lstm_axis, dropout=model.drop.p)
+                lstm_axis=model.lstm_axis, dropout=model.drop.p,
+                lstm_dropout=model.lstm_drop.p, norm=model.norm, init=model.init)   # norm changes the layers the weights fill
     base = next((k for k, v in WIDTHS.items() if v == (model.filters, model.hidden)), None)
     return dict(arch, name=base and base + ('-Att' if model.sites else ''))
 

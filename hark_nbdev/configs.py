@@ -20,18 +20,19 @@ from fastai.optimizer import Adam
 from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
 from fastai.callback.core import Callback
-from fastai.callback.progress import ProgressCallback
+import fastai.callback.progress   # patches Learner.no_bar
+from fastai.data.core import DataLoaders
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 from fastai.callback.schedule import fit_one_cycle  # patches Learner.fit_one_cycle
-from fastcore.basics import noop
 import fastprogress.fastprogress as fastprogress
 from .models import get_model
 from .distill import DistillationCallback
+from .settings import SettingsError
 
 # %% auto #0
-__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'Recipe', 'TrainLossCallback',
-           'build_learner', 'HARLearner', 'log_friendly_bars', 'quieten', 'schedule_defaults', 'train_config',
-           'predict', 'evaluate']
+__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'OPTION_SCOPE', 'Recipe',
+           'TrainLossCallback', 'applies', 'options_for', 'check_options', 'seeded_dls', 'build_learner', 'HARLearner',
+           'log_friendly_bars', 'schedule_defaults', 'train_config', 'predict', 'evaluate']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -87,25 +88,70 @@ def _check_config(config):
     "Raise a clear error for an unknown configuration name."
     if config not in CONFIGS: raise ValueError(f"unknown configuration {config!r}; choose one of {list(CONFIGS)}")
 
+# %% ../nbs/31_configs.ipynb #7515d712
+OPTION_SCOPE = dict(alpha='teacher', T='teacher', beta='attention', match='attention', sites='cbam', reduction='cbam', kernel='cbam')
+
+def applies(config:str,   # a name of CONFIGS
+            option:str,   # a training or model option, e.g. 'beta', 'sites', 'dropout'
+           ) -> bool:
+    "Whether `option` changes the training of `config` (options outside `OPTION_SCOPE` apply everywhere)."
+    _check_config(config); r = CONFIGS[config]
+    return {'teacher': r.teacher is not None, 'attention': r.attention, 'cbam': r.model.endswith('-Att')}.get(OPTION_SCOPE.get(option), True)
+
+def options_for(config:str,   # a name of CONFIGS
+                **options,    # option name -> value (None: not given)
+               ) -> dict:
+    "The `options` given (not None) that apply to `config`."
+    return {k: v for k, v in options.items() if v is not None and applies(config, k)}
+
+def check_options(configs,    # names of CONFIGS: the configurations of a run
+                  **options,  # option name -> value (None: not given)
+                 ):
+    "Raise a `SettingsError` if an option given applies to none of `configs` (it would change nothing)."
+    for k, v in options.items():
+        if v is not None and not any(applies(c, k) for c in configs):
+            raise SettingsError(f"{k}={v!r} applies to none of the configurations {', '.join(configs)}; "
+                                f"it changes only {', '.join(c for c in CONFIGS if applies(c, k))}")
+
 # %% ../nbs/31_configs.ipynb #8588cfa7
-def build_learner(config: str, data, teacher=None, seed: int = 42, lr: float = 1e-3, alpha: float = None, T: float = None,
-                  beta: float = None, match: str = None, quiet: bool = False, path=None, **model_opts) -> Learner:
-    "A fresh, seeded `Learner` for configuration `config` on `data` (a `HARData`); distilled configs need a trained `teacher`."
+def seeded_dls(dls:DataLoaders,  # the loaders of a `HARData` (`data.dls`)
+               seed:int,          # seed of the training loader's shuffling
+              ) -> DataLoaders:
+    "A copy of `dls` whose training loader shuffles from its own `random.Random(seed)`; `dls` is left as it is."
+    train = dls.train.new(); train.rng = random.Random(seed)
+    return type(dls)(train, dls.valid, device=dls.device)   # the same kind (HARDataLoaders: test_dl takes raw windows)
+
+def _check_applies(config, options):
+    "Raise if an option given (not None) does not apply to `config`."
+    bad = {k: v for k, v in options.items() if v is not None and not applies(config, k)}
+    if bad: raise ValueError(f"{', '.join(f'{k}={v!r}' for k, v in bad.items())} does not apply to {config} "
+                             f"(see `applies`: KD weights need a teacher, beta and match RAB-KD, CBAM options a CBAM model)")
+
+def build_learner(config:str,        # a name of CONFIGS
+                  data,              # a `HARData`: its loaders, channels, classes and window
+                  teacher=None,      # the trained teacher (Learner or nn.Module) of a distilled configuration
+                  seed:int=42,       # seeds fastai, the model's weights and the training loader's shuffling
+                  lr:float=1e-3,     # learning rate
+                  alpha:float=None,  # response-KD weight (default: KD_DEFAULTS); configurations with a teacher only
+                  T:float=None,      # distillation temperature (default: KD_DEFAULTS); configurations with a teacher only
+                  beta:float=None,   # attention-map weight (default: KD_DEFAULTS); RAB-KD only
+                  match:str=None,    # channel matching of attention maps (default: KD_DEFAULTS); RAB-KD only
+                  path=None,         # the Learner's folder (default: the system's temporary folder)
+                  **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout); None: the model's default
+                 ) -> Learner:
+    "A fresh, seeded `Learner` for `config` on `data`; an option that does not apply to `config` is an error."
     _check_config(config)
-    r = CONFIGS[config]
+    r, model_opts = CONFIGS[config], {k: v for k, v in model_opts.items() if v is not None}
+    _check_applies(config, dict(alpha=alpha, T=T, beta=beta, match=match, **model_opts))
     set_seed(seed, reproducible=True)
-    data.dls.train.rng = random.Random(seed)          # the loader's own shuffle RNG
+    dls = seeded_dls(data.dls, seed)
     model = get_model(r.model, data.n_channels, data.n_classes, data.window, **model_opts)
-    cbs = []
-    if r.teacher is None: cbs.append(TrainLossCallback())
+    if r.teacher is None: cb = TrainLossCallback()
     else:
         hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
-        cbs.append(DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0.,
-                                        match=hp['match']))
-    learn = HARLearner(data.dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
-                    metrics=[F1Score(average='macro'), accuracy], cbs=cbs, path=path or tempfile.gettempdir())
-    if quiet: quieten(learn)
-    return learn
+        cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'])
+    return HARLearner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=keras_adam, lr=lr,
+                     metrics=[F1Score(average='macro'), accuracy], cbs=[cb], path=path or tempfile.gettempdir())
 
 class HARLearner(Learner):
     "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
@@ -128,12 +174,6 @@ def log_friendly_bars(stream=None):
     try: yield
     finally: fastprogress.NO_BAR, bar.fill = old, fill
 
-def quieten(learn: Learner) -> Learner:
-    "No progress bar and no printed table (for tests and scripts); the Recorder still records everything."
-    if hasattr(learn, 'progress'): learn.remove_cb(ProgressCallback)
-    learn.logger = noop
-    return learn
-
 # %% ../nbs/31_configs.ipynb #207452ba
 def _loss_info(learn) -> dict:
     "Last epoch's training-loss components (NaN where a component does not apply)."
@@ -147,19 +187,30 @@ def schedule_defaults(schedule, lr=None, epochs=None) -> tuple:
     d = SCHEDULES[schedule]
     return (d['lr'] if lr is None else lr), (d['epochs'] if epochs is None else epochs)
 
-def train_config(config: str, data, teacher=None, epochs: int = None, patience: int = 10, seed: int = 42,
-                 lr: float = None, schedule: str = 'one_cycle', quiet: bool = False, **kwargs) -> tuple:
-    "Build and train `config` with `schedule` ('one_cycle' or the study's 'constant'); returns `(learner with the best weights, info)`."
+def train_config(config:str,              # a name of CONFIGS
+                 data,                    # a `HARData`
+                 teacher=None,            # the trained teacher of a distilled configuration
+                 epochs:int=None,         # epoch budget (default: the schedule's)
+                 patience:int=10,         # early-stopping patience in epochs ('constant' only)
+                 seed:int=42,             # seed of the weights and the shuffling
+                 lr:float=None,           # learning rate (default: the schedule's)
+                 schedule:str='one_cycle',# 'one_cycle' or the study's 'constant'
+                 quiet:bool=False,        # no progress bar, table or tracker messages
+                 **kwargs,                # KD and model options for `build_learner` (alpha, T, beta, match, sites, ...)
+                ) -> tuple:
+    "Build and train `config` with `schedule`; returns `(learner with the best validation weights, info)`."
     lr, epochs = schedule_defaults(schedule, lr, epochs)
-    learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, quiet=quiet, **kwargs)
+    learn = build_learner(config, data, teacher=teacher, seed=seed, lr=lr, **kwargs)
     mon = dict(monitor='f1_score', comp=np.greater)
     old_dir = learn.model_dir
     with tempfile.TemporaryDirectory(prefix='hark_') as d:
         learn.model_dir = Path(d)                # absolute: learn.path/model_dir is then just d
         cbs = [SaveModelCallback(fname='best', **mon)]
-        out = io.StringIO() if quiet else None   # the trackers print() their messages
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(out) if quiet else log_friendly_bars():
+        with contextlib.ExitStack() as stack:
+            # fastai's no_bar/no_logging silence the bar and table; the trackers print() their messages
+            if quiet: [stack.enter_context(c) for c in (learn.no_bar(), learn.no_logging(), contextlib.redirect_stdout(io.StringIO()))]
+            else: stack.enter_context(log_friendly_bars())   # in a log file: a line per epoch, no redrawn bars
             if schedule == 'constant': learn.fit(epochs, lr, cbs=cbs + [EarlyStoppingCallback(patience=patience, **mon)])
             else: learn.fit_one_cycle(epochs, lr, cbs=cbs)
         secs = time.perf_counter() - t0

@@ -8,16 +8,13 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/datasets.html.md"""
 from __future__ import annotations
 import os, json as _json
 import numpy as np
-from fastcore.script import call_parse
-try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
-except ImportError: CliError = SystemExit   # older fastcore
-from .data import SPLITS, DatasetSpec, HARData, check_count, format_report, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split, check_folds, subject_folds, fold_split
+from .data import SPLITS, DatasetSpec, HARData, synthetic_data, check_count, format_report, WindowSet, sliding_windows, split_recordings, subject_split, valid_split, assert_disjoint, random_split, check_folds, subject_folds, fold_split
 from .fetch import resolve_path
 from . import ucihar, wisdm, opportunity, sensors
 
 # %% auto #0
 __all__ = ['READER_MODULES', 'DATASETS', 'PROTOCOLS', 'PROTOCOL_KEYS', 'get_spec', 'protocol_params', 'make_splits', 'make_fold',
-           'get_data', 'format_summary', 'hark_data', 'plot_class_balance', 'plot_windows']
+           'get_data', 'format_summary', 'data_report', 'plot_class_balance', 'plot_windows']
 
 # %% ../nbs/06_datasets.ipynb #57b48a95
 READER_MODULES = (ucihar, wisdm, opportunity, sensors)
@@ -172,12 +169,14 @@ def get_data(name,              # dataset name (`DATASETS`) or a `DatasetSpec`
              fold=None,         # with `folds`: which fold (0 .. number of folds - 1)
              **opts,            # protocol keys (`PROTOCOL_KEYS`) or reader options
             ) -> HARData:
-    "A normalised `HARData` for dataset `name` under `protocol` (or one subject-wise fold of it); `opts` override protocol keys or go to the reader."
+    "A normalised `HARData` for dataset `name` ('synthetic': the toy set of the tests) under `protocol` (or one subject-wise fold of it); `opts` override protocol keys or go to the reader."
+    if name == 'synthetic' and folds is None: return synthetic_data(window=window or 32, seed=seed, bs=bs)   # the tests' toy set: no files
     spec = get_spec(name)
     _check_options(path, bs, seed)
     folds = _check_folds(protocol, folds, fold, opts)
     p = protocol_params(spec, protocol, window, step, **opts)
-    src = spec.read(resolve_path(spec, path), **p['opts'])
+    root = resolve_path(spec, path)
+    src = spec.read(root, **p['opts'])
     report, extra = dict(src.report), {}
     if folds is None: sp, desc = make_splits(src, p, seed, report)
     else:
@@ -185,7 +184,7 @@ def get_data(name,              # dataset name (`DATASETS`) or a `DatasetSpec`
         extra = dict(folds=folds, fold=fold, n_folds=n)
     if not len(sp['test']): raise ValueError(f"{spec.name}: the test split has no windows ({desc})")
     proto = dict(dataset=spec.name, protocol=protocol, window=p['window'], step=p['step'], label=p['label'],
-                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'], **extra)
+                 pure=p['pure'], split=desc, seed=seed, opts=p['opts'], path=str(root), **extra)
     # normalisation is fitted here, on this split's (this fold's) training windows only
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], src.classes, src.channels, src.rate or spec.rate,
                                 proto, bs=bs, seed=seed, report=report)
@@ -212,21 +211,20 @@ def format_summary(s:dict) -> str:
     for k in SPLITS: lines.append(f"{k} subjects ({len(s['subjects'][k])}): {_ranges(s['subjects'][k])}")
     return '\n'.join(lines)
 
-@call_parse
-def hark_data(dataset:str,                                      # dataset name (ucihar, hapt, wisdm, wisdm2019, opportunity, sensors)
-              path:str=None,                                    # dataset folder (default: $HARK_DATA, cache, download)
-              protocol:str='standard',                          # standard | paper
-              window:int=None,                                  # window length in samples (default: the protocol's)
-              step:int=None,                                    # step between windows (default: the protocol's)
-              seed:int=42,                                      # seed of random splits, validation subjects and folds
-              folds:str=None,                                   # subject-wise cross-validation: K (K-fold) or loso
-              fold:int=0,                                       # with --folds: the fold to show (0 .. number of folds - 1)
-              json:bool=False):                                 # print one JSON object instead of the report
-    "Load DATASET under a protocol (or one subject-wise fold) and print its summary: subjects, windows per split and class, channels, window, rate, parse report."
-    try: d = get_data(dataset, path, protocol, window, step, seed, folds=folds, fold=None if folds is None else fold)
-    except (ValueError, FileNotFoundError, RuntimeError) as e: raise CliError(f"hark-data: {e}") from e
-    s = d.summary()
-    print(_json.dumps(s) if json else format_summary(s))
+def data_report(dataset:str,             # dataset name (see DATASETS), or 'synthetic'
+                path:str=None,            # dataset folder (default: $HARK_DATA, cache, download)
+                protocol:str='standard',  # standard | paper
+                window:int=None,          # window length in samples (default: the protocol's)
+                step:int=None,            # step between windows (default: the protocol's)
+                seed:int=42,              # seed of random splits, validation subjects and folds
+                folds=None,               # subject-wise cross-validation: K (K-fold) or 'loso'
+                fold:int=0,               # with `folds`: the fold to show (0 .. number of folds - 1)
+                as_json:bool=False,       # one JSON object instead of the readable report
+               ) -> str:
+    "What `hark-data` prints for DATASET under a protocol (or one subject-wise fold): subjects, windows per split and class, channels, window, rate, parse report."
+    s = get_data(dataset, path, protocol, window, step, seed, folds=folds, fold=None if folds is None else fold).summary()
+    return _json.dumps(s) if as_json else format_summary(s)
+
 
 # %% ../nbs/06_datasets.ipynb #dd81def7
 def plot_class_balance(data:HARData, ax=None):

@@ -12,13 +12,16 @@ from torch import nn, Tensor
 from .attention import CBAM, MapHooks, cbam_modules
 
 # %% auto #0
-__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'DeepConvLSTM',
-           'attention_modules', 'attention_maps', 'count_params', 'conv_flops', 'matches_printed', 'get_model']
+__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'INITS', 'NORMS', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'conv_block',
+           'init_weights', 'DeepConvLSTM', 'attention_modules', 'attention_maps', 'count_params', 'conv_flops',
+           'matches_printed', 'get_model', 'dead_filters', 'revive_filters']
 
 # %% ../nbs/11_models.ipynb #9973611a
 WIDTHS = {'LM': (4, 8), 'MM': (8, 16), 'OM': (64, 128)}   # conv filters, LSTM units
 SITES = ('conv1', 'conv2', 'conv3', 'conv4')             # where a CBAM may go: right after the ReLU of conv i
 DEFAULT_SITES = ('conv4',)
+INITS = ('keras', 'torch')   # weight initialisation: the study's framework (default) or PyTorch's own
+NORMS = (None, 'batch')      # what follows each conv before its ReLU: nothing (the study) or BatchNorm
 
 # %% ../nbs/11_models.ipynb #faf1c3e6
 def _check_sites(sites):
@@ -29,6 +32,46 @@ def _check_sites(sites):
     if bad: raise ValueError(f"unknown attention site(s) {bad}; valid sites are {SITES} (CBAM right after conv layer i)")
     if len(set(sites)) != len(sites): raise ValueError(f"attention sites repeat: {sites}")
     return tuple(sorted(sites, key=SITES.index))
+
+# %% ../nbs/11_models.ipynb #c0a1e002
+def _check_recipe(dropout, lstm_dropout, norm, init):
+    "Raise a ValueError naming the option and its valid values for a bad dropout rate, norm or init."
+    for k, v in dict(dropout=dropout, lstm_dropout=lstm_dropout).items():
+        if not 0 <= v < 1: raise ValueError(f"{k} is a drop probability and must be in [0, 1), got {v!r}")
+    if norm not in NORMS: raise ValueError(f"unknown norm {norm!r}; valid values are {NORMS}")
+    if init not in INITS: raise ValueError(f"unknown init {init!r}; valid values are {INITS}")
+
+def conv_block(c_in: int, # input feature maps
+               c_out: int, # filters
+               norm: str = None, # None or 'batch': a BatchNorm2d between the conv and its ReLU
+              ) -> nn.Sequential:
+    "One `Conv2d(5 x 1)` (+ BatchNorm) + ReLU; the conv stays at index 0, where `conv_flops` and hooks find it."
+    return nn.Sequential(nn.Conv2d(c_in, c_out, (5, 1)), *([nn.BatchNorm2d(c_out)] if norm == 'batch' else []), nn.ReLU())
+
+# %% ../nbs/11_models.ipynb #c0a1e004
+def _keras_lstm(lstm: nn.LSTM):
+    "Keras' LSTM init on a PyTorch LSTM: Glorot input weights, orthogonal recurrent weights, zero biases but forget gate 1."
+    h = lstm.hidden_size
+    for name, p in lstm.named_parameters():
+        if name.startswith('weight_ih'): nn.init.xavier_uniform_(p)   # (4h, in): the fans of Keras' (in, 4h) kernel
+        elif name.startswith('weight_hh'): nn.init.orthogonal_(p)     # (4h, h): the transpose of Keras' orthogonal (h, 4h)
+        else:
+            nn.init.zeros_(p)
+            if name.startswith('bias_ih'): p.data[h:2 * h] = 1.       # gates i, f, g, o: b_ih + b_hh is Keras' single bias
+
+@torch.no_grad()
+def init_weights(model: nn.Module, # any module; its convs, linears and LSTMs (CBAM's included) are re-initialised
+                 init: str = 'keras', # 'keras' (the study's framework) or 'torch' (leave PyTorch's defaults)
+                ) -> nn.Module:
+    "Initialise `model` in place with `init` and return it; BatchNorm keeps its (1, 0) start."
+    if init not in INITS: raise ValueError(f"unknown init {init!r}; valid values are {INITS}")
+    if init == 'torch': return model
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None: nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LSTM): _keras_lstm(m)
+    return model
 
 # %% ../nbs/11_models.ipynb #07c3adba
 class DeepConvLSTM(nn.Module):
@@ -43,25 +86,32 @@ class DeepConvLSTM(nn.Module):
                  reduction: int = 2,      # CBAM channel-attention reduction ratio r
                  kernel: int = 7,         # CBAM spatial-attention kernel size k
                  lstm_axis: str = 'time', # sequence axis of the LSTMs: 'time', or the authors' 'sensor'
-                 dropout: float = 0.      # dropout before the head
+                 dropout: float = 0.,     # dropout before the head
+                 lstm_dropout: float = 0., # dropout on the input of each LSTM layer
+                 norm: str = None,        # None, or 'batch': BatchNorm between each conv and its ReLU (see `NORMS`)
+                 init: str = 'keras',     # initial weights: 'keras' (the study's framework) or 'torch' (see `INITS`)
                 ):
         super().__init__()
         for k, v in dict(n_channels=n_channels, n_classes=n_classes, window=window, filters=filters, hidden=hidden).items():
             if not isinstance(v, int) or v < 1: raise ValueError(f"{k} must be a positive int, got {v!r}")
         if window < 17: raise ValueError(f"window={window} is too short: four valid (5 x 1) convolutions remove 16 time steps")
         if lstm_axis not in ('time', 'sensor'): raise ValueError(f"lstm_axis must be 'time' or 'sensor', got {lstm_axis!r}")
+        _check_recipe(dropout, lstm_dropout, norm, init)
         self.n_channels, self.n_classes, self.window = n_channels, n_classes, window
         self.filters, self.hidden, self.lstm_axis = filters, hidden, lstm_axis
         self.sites, self.reduction, self.kernel = _check_sites(sites), reduction, kernel
-        self.convs = nn.ModuleDict({f'conv{i}': nn.Sequential(nn.Conv2d(1 if i == 1 else filters, filters, (5, 1)), nn.ReLU())
-                                    for i in range(1, 5)})
+        self.norm, self.init = norm, init
+        self.convs = nn.ModuleDict({f'conv{i}': conv_block(1 if i == 1 else filters, filters, norm) for i in range(1, 5)})
         self.att = nn.ModuleDict({s: CBAM(filters, reduction, kernel) for s in self.sites})
         t = window - 16
         steps, feats = (t, filters * n_channels) if lstm_axis == 'time' else (n_channels, t * filters)
-        self.lstm = nn.LSTM(feats, hidden, num_layers=2, batch_first=True)
+        # dropout where DeepConvLSTM has it: on the input of each LSTM layer and before the head
+        self.lstm_drop = nn.Dropout(lstm_dropout)
+        self.lstm = nn.LSTM(feats, hidden, num_layers=2, batch_first=True, dropout=lstm_dropout)
         self.drop = nn.Dropout(dropout)
         # time axis: classify the last step; sensor axis (authors): Flatten all C outputs, then Dense
         self.head = nn.Linear(hidden if lstm_axis == 'time' else n_channels * hidden, n_classes)
+        init_weights(self, init)
 
     def features(self, x: Tensor) -> Tensor:
         "Conv stack (with CBAM at `sites`): `(B, 1, T, C)` -> `(B, filters, T - 16, C)`."
@@ -76,7 +126,7 @@ class DeepConvLSTM(nn.Module):
         b = f.shape[0]
         if self.lstm_axis == 'time': seq = f.permute(0, 2, 3, 1).reshape(b, f.shape[2], -1)  # (B, T-16, C*filters)
         else:                        seq = f.permute(0, 3, 2, 1).reshape(b, f.shape[3], -1)  # (B, C, (T-16)*filters)
-        out, _ = self.lstm(seq)
+        out, _ = self.lstm(self.lstm_drop(seq))
         out = out[:, -1] if self.lstm_axis == 'time' else out.reshape(b, -1)
         return self.head(self.drop(out))
 
@@ -168,3 +218,36 @@ def get_model(name: str,        # one of `MODEL_NAMES`
     options['sites'] = (options.get('sites') or DEFAULT_SITES) if att else ()
     filters, hidden = WIDTHS[base]
     return DeepConvLSTM(n_channels, n_classes, window, filters, hidden, **options)
+
+# %% ../nbs/11_models.ipynb #c0a1e008
+@torch.no_grad()
+def _scan(model, xb, flip):
+    "Walk the conv stack on `xb` in eval mode; per block count the dead filters and, if `flip`, negate them before going on."
+    model._check_input(xb)
+    counts, x, was = {}, xb, model.training
+    model.eval()
+    try:
+        for name, block in model.convs.items():
+            out = block(x)
+            dead = out.amax(dim=(0, 2, 3)) <= 0
+            if flip and dead.any():
+                conv = block[0]
+                conv.weight[dead] *= -1
+                if conv.bias is not None: conv.bias[dead] *= -1
+                out = block(x)
+            counts[name] = int(dead.sum())
+            x = model.att[name](out) if name in model.att else out
+    finally: model.train(was)
+    return counts
+
+def dead_filters(model: DeepConvLSTM, # a DeepConvLSTM (the ReLU output of each of its conv blocks is read)
+                 xb: Tensor, # windows (B, 1, window, n_channels)
+                ) -> dict:
+    "`{conv_i: number of filters whose ReLU output is zero for every window in xb}` (eval mode, training mode restored)."
+    return _scan(model, xb, flip=False)
+
+def revive_filters(model: DeepConvLSTM, # the model to fix in place
+                   xb: Tensor, # training windows (B, 1, window, n_channels) the filters must respond to
+                  ) -> dict:
+    "Flip the sign of each conv filter that is dead on `xb`, conv1 first (later layers see revived inputs); `{conv_i: flipped}`."
+    return _scan(model, xb, flip=True)

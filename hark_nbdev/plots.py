@@ -6,14 +6,13 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/plots.html.md"""
 
 # %% auto #0
 __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 'plot_baselines', 'plot_resources',
-           'plot_relative', 'plot_tradeoff', 'plot_all', 'hark_plots']
+           'plot_relative', 'plot_tradeoff', 'plot_all', 'figures_dir']
 
 # %% ../nbs/33_plots.ipynb #e541f581
 import re, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
-from fastcore.script import call_parse
 from .configs import CONFIGS
 from .results import summarize, slug
 
@@ -186,12 +185,7 @@ def plot_all(results, out_dir) -> list:
     return paths
 
 # %% ../nbs/33_plots.ipynb #febf720c
-@call_parse
-def hark_plots(
-    results: str,          # run folder (holding results.csv) or a results.csv file
-    out: str = None,       # folder for the PNGs (default: <run folder>/figures)
-):
-    "Draw the study's figures from a hark-run results file."
+def figures_dir(results) -> Path:
+    "The default folder of the figures of `results` (a run folder or its results.csv): the run folder."
     p = Path(results)
-    out = Path(out) if out else (p if p.is_dir() else p.parent)/'figures'
-    for path in plot_all(p, out): print(path)
+    return p if p.is_dir() or p.suffix != '.csv' else p.parent

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/results.html.md"""
 
 # %% ../nbs/32_results.ipynb #d6edbf73
 from __future__ import annotations
-import json, os, platform, re, sys
+import hashlib, json, os, platform, re, subprocess, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,14 +16,17 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'summarize', 'mean_ci', 'atomic_write', 'ResultsStore', 'slug', 'versions',
-           'cpu_model', 'machine', 'log_run']
+__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'atomic_write',
+           'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions', 'cpu_model', 'machine', 'git_commit',
+           'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
+RESULTS_SCHEMA = 2   # 1: the runs before this layout (40 to 44 columns, depending on the run)
 KEY = ['dataset', 'config', 'seed']
 RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
-                     'params', 'trainable_params', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
-                     'epochs', 'max_epochs', 'schedule', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att', 'teacher', 'sites',
+                     'params', 'trainable_params', 'params_keras', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
+                     'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
+                     'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
                      'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
@@ -59,18 +62,31 @@ def mean_ci(values,            # scores of independent units (e.g. macro F1 per 
     return float(lo), float(hi)
 
 # %% ../nbs/32_results.ipynb #8df7fd47
+TEMP_PREFIX = '.hark-'
+
 @contextmanager
-def atomic_write(path, mode='w'):
+def atomic_write(path,       # the file to write
+                 mode='w',   # 'w' for text, 'wb' for bytes
+                ):
     "Open a temporary file next to `path` for writing; on success rename it over `path` with umask permissions."
-    with atomic_save(path, mode) as f: yield f
+    with atomic_save(path, mode, prefix=TEMP_PREFIX) as f: yield f
     umask = os.umask(0); os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+def remove_stale_temporaries(folder) -> list:
+    "Remove the temporary files that an interrupted `atomic_write` left anywhere below `folder`; return their paths."
+    folder = Path(folder)
+    if not folder.is_dir(): return []
+    stale = [p for pat in (f'{TEMP_PREFIX}*tmp', 'tmp????????tmp') for p in folder.rglob(pat) if p.is_file()]
+    for p in stale: p.unlink(missing_ok=True)
+    return stale
 
 # %% ../nbs/32_results.ipynb #f8d7008b
 class ResultsStore:
     "The rows of `DIR/results.csv`: ask what is done, add a row (atomic rewrite of results.csv and summary.csv)."
     def __init__(self, out):
         self.out = Path(out); self.path, self.summary_path = self.out/'results.csv', self.out/'summary.csv'
+        self.removed = remove_stale_temporaries(self.out)   # what a killed write left behind
         # only empty cells are missing: pandas' default would turn a label like 'n/a' into NaN and lose it on rewrite
         self.df = pd.read_csv(self.path, keep_default_na=False, na_values=['']) if self.path.exists() else pd.DataFrame(columns=KEY)
         missing = [c for c in KEY if c not in self.df.columns]
@@ -88,11 +104,13 @@ class ResultsStore:
         return self.df if dataset is None else self.df[self.df['dataset'] == dataset].reset_index(drop=True)
 
     def add(self, row: dict):
-        "Store `row` (replacing one with the same key) and rewrite both files atomically."
-        new = pd.DataFrame([row])
+        "Store `row` (replacing one with the same key) and rewrite both files atomically; a key outside `RESULT_COLS` is an error."
+        unknown = [k for k in row if k not in RESULT_COLS]
+        if unknown: raise ValueError(f"results row has columns {unknown} outside RESULT_COLS (schema {RESULTS_SCHEMA})")
+        new = pd.DataFrame([row]).reindex(columns=RESULT_COLS)
         old = self.df[~self._mask(row['dataset'], row['config'], row['seed'])]
         df = pd.concat([old, new], ignore_index=True) if len(old) else new
-        df = df[[c for c in RESULT_COLS if c in df.columns] + [c for c in df.columns if c not in RESULT_COLS]]
+        df = df[RESULT_COLS + [c for c in df.columns if c not in RESULT_COLS]]   # older rows' extra columns are kept, not dropped
         with atomic_write(self.path) as f: df.to_csv(f, index=False)
         self.df = df  # only once the file holds it
         self.write_summary()
@@ -127,13 +145,40 @@ def machine() -> dict:
     return dict(host=platform.node(), processor=platform.machine(), cpu=cpu_model(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev), gpu=gpu)
 
-def log_run(out, args: dict, **status) -> list:
-    "Append (or, with `status` only, update the last) invocation record in `out/run.json`; return all records."
+def git_commit(folder=None) -> tuple:
+    "(commit, dirty) of the git checkout holding `folder` (default: this package), or ('not a git checkout', None)."
+    cwd = Path(folder or Path(hark_nbdev.__file__).parent)
+    git = lambda *a: subprocess.run(['git', *a], cwd=cwd, capture_output=True, text=True, timeout=10)
+    try: head, st = git('rev-parse', 'HEAD'), git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.SubprocessError): return 'not a git checkout', None
+    if head.returncode: return 'not a git checkout', None
+    return head.stdout.strip(), bool(st.stdout.strip())
+
+def provenance() -> dict:
+    "What ties a result to the code: package version, git commit (and whether the checkout had changes), results schema."
+    commit, dirty = git_commit()
+    return dict(hark_nbdev=hark_nbdev.__version__, git_commit=commit, git_dirty=dirty, results_schema=RESULTS_SCHEMA)
+
+def data_fingerprint(data) -> str:
+    "A short hash of a `HARData`'s windows: each split's shape, labels and subjects, and a sample of its values."
+    h = hashlib.sha256()
+    for ws in (data.train, data.valid, data.test):
+        for a in (np.asarray(ws.X.shape), ws.y, ws.subject, ws.X[::max(1, len(ws) // 64)]): h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+def read_runs(out) -> dict:
+    "The contents of `out/run.json` (`{'results_schema': ..., 'runs': [...]}`), or a fresh one."
     p = Path(out)/'run.json'
-    runs = json.loads(p.read_text())['runs'] if p.exists() else []
-    if args is None: runs[-1].update(status)
-    else: runs.append(dict(args=args, argv=sys.argv, versions=versions(), **machine(),
-                           started=datetime.now(timezone.utc).isoformat(timespec='seconds'), **status))
-    with atomic_write(p) as f: json.dump({'runs': runs}, f, indent=1, default=str)
-    return runs
+    return json.loads(p.read_text()) if p.exists() else dict(results_schema=RESULTS_SCHEMA, runs=[])
+
+def log_run(out,              # the run folder
+            record:dict,      # a new invocation's record (e.g. its settings and data), or None to update the last one
+            **status):        # fields to set, e.g. finished=..., rows_trained=...
+    "Append (or, with `record=None`, update the last) invocation record in `out/run.json`; return all records."
+    d = read_runs(out)
+    if record is None: d['runs'][-1].update(status)
+    else: d['runs'].append(dict(record, argv=sys.argv, **provenance(), versions=versions(), **machine(),
+                                started=datetime.now(timezone.utc).isoformat(timespec='seconds'), **status))
+    with atomic_write(Path(out)/'run.json') as f: json.dump(d, f, indent=1, default=str)
+    return d['runs']
 
