@@ -107,12 +107,12 @@ def load_weights(model: nn.Module, path, legacy: bool = False) -> dict:
     return meta
 
 def load_checkpoint(path) -> DeepConvLSTM:
-    "The model saved at `path`, rebuilt from its metadata, in eval mode; the metadata is its `.meta`."
+    "The model saved at `path`, rebuilt from its metadata, in eval mode; the metadata (and the file's `path`) is its `.meta`."
     meta = read_meta(path)
     if meta.get('arch') is None: raise CheckpointError(f"{path} holds a model that is not a DeepConvLSTM: nothing describes how to rebuild it")
     model = build_model(meta['arch'])
     load_weights(model, path)
-    model.meta = meta
+    model.meta = dict(meta, path=str(path))
     return model.eval()
 
 # %% ../nbs/13_checkpoint.ipynb #ce09282d

@@ -196,6 +196,7 @@ def train_config(config:str,              # a name of CONFIGS
                  lr:float=None,           # learning rate (default: the schedule's)
                  schedule:str='one_cycle',# 'one_cycle' or the study's 'constant'
                  quiet:bool=False,        # no progress bar, table or tracker messages
+                 cbs:list=None,           # extra callbacks for this fit, e.g. a sweep's pruning callback
                  **kwargs,                # KD and model options for `build_learner` (alpha, T, beta, match, sites, ...)
                 ) -> tuple:
     "Build and train `config` with `schedule`; returns `(learner with the best validation weights, info)`."
@@ -205,7 +206,7 @@ def train_config(config:str,              # a name of CONFIGS
     old_dir = learn.model_dir
     with tempfile.TemporaryDirectory(prefix='hark_') as d:
         learn.model_dir = Path(d)                # absolute: learn.path/model_dir is then just d
-        cbs = [SaveModelCallback(fname='best', **mon)]
+        cbs = [SaveModelCallback(fname='best', **mon)] + list(cbs or [])
         t0 = time.perf_counter()
         with contextlib.ExitStack() as stack:
             # fastai's no_bar/no_logging silence the bar and table; the trackers print() their messages
