@@ -43,7 +43,8 @@ def hark_run(argv:list=None):   # the arguments (default: the command line)
     run_command('hark-run', run_parser(), argv, _run)
 
 # %% ../nbs/36_cli.ipynb #adb50c9d
-def data_parser(prog='hark-data') -> OneLineParser:
+def data_parser(prog='hark-data',  # the command's name in usage and errors
+               ) -> OneLineParser:
     "The `hark-data` command line."
     p = OneLineParser(prog=prog, description="Load DATASET under a protocol and print its summary: subjects, windows per split and class, channels, window, rate, parse report.")
     p.add_argument('dataset', choices=DATASET_NAMES, help="dataset name")
@@ -66,7 +67,8 @@ def hark_data(argv:list=None):   # the arguments (default: the command line)
     run_command('hark-data', data_parser(), argv, _data)
 
 # %% ../nbs/36_cli.ipynb #aaa2e044
-def plots_parser(prog='hark-plots') -> OneLineParser:
+def plots_parser(prog='hark-plots',  # the command's name in usage and errors
+                ) -> OneLineParser:
     "The `hark-plots` command line."
     p = OneLineParser(prog=prog, description="Draw the study's figures from a hark-run results file.")
     p.add_argument('results', help="run folder (holding results.csv) or a results.csv file")

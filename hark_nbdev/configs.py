@@ -38,10 +38,10 @@ __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SC
 @dataclass(frozen=True)
 class Recipe:
     "One training configuration: the student `model`, the `teacher` configuration (or None) and whether attention maps are distilled."
-    model: str
-    teacher: str = None
-    attention: bool = False
-    doc: str = ''
+    model: str               # the student's model name in `models` (LM, MM, OM, LM-Att, OM-Att)
+    teacher: str = None      # the configuration that teaches it, or None (trained from scratch)
+    attention: bool = False  # whether attention maps are distilled too (needs a teacher with CBAM at the same sites)
+    doc: str = ''            # one line for tables
 
 CONFIGS = {
     'LM':        Recipe('LM', doc='lightweight model from scratch'),
@@ -164,7 +164,8 @@ class HARLearner(Learner):
         finally: self.add_cbs(cbs)
 
 @contextlib.contextmanager
-def log_friendly_bars(stream=None):
+def log_friendly_bars(stream=None,  # the stream the bars go to (default: stdout)
+                     ):
     "Inside: no redrawn progress bar when `stream` (default: stdout) is not a terminal; the line per finished epoch stays."
     # fastprogress tests `getattr(stdout, 'isatty', False)` (the method, always true), so a log file gets every redraw
     tty = getattr(stream or sys.stdout, 'isatty', lambda: False)()
@@ -181,7 +182,10 @@ def _loss_info(learn) -> dict:
     last = cb.last if cb is not None else {}
     return {k: last.get(k, math.nan) for k in ('loss_ce', 'loss_kd', 'loss_att')}
 
-def schedule_defaults(schedule, lr=None, epochs=None) -> tuple:
+def schedule_defaults(schedule,     # a key of SCHEDULES
+                      lr=None,      # a learning rate, or None for the schedule's
+                      epochs=None,  # an epoch budget, or None for the schedule's
+                     ) -> tuple:
     "Check `schedule` and fill in its default `lr` and `epochs`."
     if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
     d = SCHEDULES[schedule]
@@ -227,7 +231,9 @@ def train_config(config:str,              # a name of CONFIGS
 
 # %% ../nbs/31_configs.ipynb #4bbc2ad1
 @torch.no_grad()
-def predict(model: nn.Module, dl) -> tuple:
+def predict(model:nn.Module,  # a trained model
+            dl,               # a DataLoader of (x, y) batches
+           ) -> tuple:
     "Predicted class indices and targets of `model` over a DataLoader, as numpy arrays (training mode restored)."
     was, dev = model.training, next(model.parameters()).device
     model.eval()
@@ -236,7 +242,9 @@ def predict(model: nn.Module, dl) -> tuple:
     finally: model.train(was)
     return torch.cat(preds).numpy(), torch.cat(ys).numpy()
 
-def evaluate(learn_or_model, data) -> dict:
+def evaluate(learn_or_model,  # a trained Learner or nn.Module
+             data,            # a `HARData`: its test split is scored
+            ) -> dict:
     "Macro F1, weighted F1, accuracy and the number of distinct predicted classes on the TEST split of `data`."
     model = getattr(learn_or_model, 'model', learn_or_model)
     if not len(data.test): raise ValueError("the test split has no windows")

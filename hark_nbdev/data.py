@@ -29,7 +29,7 @@ class Recording:
     "One continuous recording: samples x channels, one class index per sample (-1 = no class)."
     x: np.ndarray          # (n_samples, n_channels) float32
     y: np.ndarray          # (n_samples,) int64, index into Source.classes, -1 = unlabelled/excluded
-    subject: int
+    subject: int           # the subject (participant) it was recorded from
     run: str = ''          # e.g. 'ADL1', 'Drill', 'exp07', a file name
     def __post_init__(self):
         self.x, self.y = np.asarray(self.x, dtype=np.float32), np.asarray(self.y, dtype=np.int64)
@@ -77,7 +77,7 @@ class WindowSet:
 @dataclass
 class Source:
     "What a dataset reader returns: recordings (or ready-made windows) plus metadata and a parse report."
-    name: str
+    name: str              # the dataset's name
     classes: list          # class names, index = class id
     channels: list         # channel names
     rate: float            # Hz
@@ -89,11 +89,11 @@ class Source:
 @dataclass
 class DatasetSpec:
     "How to find, read and split one dataset."
-    name: str
+    name: str               # the registry name, e.g. 'hapt'
     read: Callable          # read(path: Path, **opts) -> Source
     url: str = None         # public download URL of the original archive (None: no public URL)
     files: list = None      # relative paths (globs ok) that must exist in the dataset folder
-    rate: float = None
+    rate: float = None      # sampling rate in Hz
     standard: dict = None   # protocol 'standard' defaults: window, step, label ('last'|'first'|'mode'),
                             #   pure (drop windows mixing labels), opts (reader kwargs), and the split:
                             #   test_subjects=[...]  or  split=callable(Recording)->'train'|'valid'|'test';
@@ -101,10 +101,16 @@ class DatasetSpec:
     paper: dict = None      # protocol 'paper' defaults: window (1 s), step=window, label='first',
                             #   split='random' (stratified 70/15/15, seed 42), opts
     sha256: dict = None     # relative path -> sha256, checked on download
-    doc: str = ''
+    doc: str = ''           # one line for tables
 
 # %% ../nbs/00_data.ipynb #40510230
-def synthetic_windows(n=600, n_classes=3, window=32, n_channels=6, n_subjects=6, seed=0) -> WindowSet:
+def synthetic_windows(n=600,        # windows
+                      n_classes=3,  # classes (sine frequencies)
+                      window=32,    # samples per window
+                      n_channels=6, # channels
+                      n_subjects=6, # subjects, assigned round robin
+                      seed=0,       # seed of labels, phases and noise
+                     ) -> WindowSet:
     "An easy, learnable toy `WindowSet`: class-dependent sine frequency + noise."
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % n_classes)
@@ -125,7 +131,13 @@ def _window_labels(yw, label):
 
 # %% ../nbs/00_data.ipynb #1a7e216a
 _LABELS = ('last', 'first', 'mode')
-def sliding_windows(recordings, window:int, step:int=None, label='last', pure=False, report:dict=None) -> WindowSet:
+def sliding_windows(recordings,        # `Recording`s to cut
+                    window:int,        # samples per window
+                    step:int=None,     # samples between window starts (default: `window`, no overlap)
+                    label='last',      # a window's label: its 'last', 'first' or most common ('mode') sample's
+                    pure=False,        # drop windows whose samples carry more than one label
+                    report:dict=None,  # counts of dropped windows are added here
+                   ) -> WindowSet:
     "Cut windows of `window` samples every `step` samples from `recordings`; drop unlabelled (and, if `pure`, mixed) ones."
     step = step or window
     if window < 1 or step < 1: raise ValueError(f"window ({window}) and step ({step}) must be positive")
@@ -159,7 +171,9 @@ def sliding_windows(recordings, window:int, step:int=None, label='last', pure=Fa
 
 # %% ../nbs/00_data.ipynb #6c975b04
 SPLITS = ('train', 'valid', 'test')
-def split_recordings(recordings, split:Callable) -> dict:
+def split_recordings(recordings,      # `Recording`s
+                     split:Callable,  # split(recording) -> 'train' | 'valid' | 'test' | None
+                    ) -> dict:
     "Group `recordings` by `split(recording)` -> 'train'|'valid'|'test' (None drops the recording)."
     out = {k: [] for k in SPLITS}
     for r in recordings:
@@ -172,7 +186,10 @@ def split_recordings(recordings, split:Callable) -> dict:
 # %% ../nbs/00_data.ipynb #c0caea3b
 def _by_subjects(ws, subjects): return np.isin(ws.subject, np.asarray(list(subjects), dtype=np.int64))
 
-def subject_split(ws:WindowSet, test_subjects, valid_subjects=()) -> dict:
+def subject_split(ws:WindowSet,      # windows of all subjects
+                  test_subjects,      # the test subjects
+                  valid_subjects=(),  # the validation subjects (the rest is train)
+                 ) -> dict:
     "Split windows by subject lists: `test_subjects`, `valid_subjects`, the rest is train."
     te, va = _by_subjects(ws, test_subjects), _by_subjects(ws, valid_subjects)
     if (te & va).any(): raise ValueError(f"subjects {sorted(set(test_subjects) & set(valid_subjects))} are both test and valid subjects")
@@ -201,7 +218,8 @@ def valid_split(train:WindowSet,     # the training windows
     va = _by_subjects(train, valid_subjects)
     return train.subset(~va), train.subset(va)
 
-def assert_disjoint(splits:dict):
+def assert_disjoint(splits:dict,  # split name -> WindowSet
+                   ):
     "Raise AssertionError if a subject appears in two splits."
     names = [k for k in splits if len(splits[k])]
     for i, a in enumerate(names):
@@ -218,7 +236,10 @@ def _stratified(idx, y, test_size, seed):
     if strat is None: warnings.warn("a class has fewer than 2 windows: random split without stratification")
     return train_test_split(idx, test_size=test_size, stratify=strat, random_state=seed)
 
-def random_split(ws:WindowSet, fracs=(0.7, 0.15, 0.15), seed=42) -> dict:
+def random_split(ws:WindowSet,              # the windows
+                 fracs=(0.7, 0.15, 0.15),  # train, valid and test fractions
+                 seed=42,                  # seed of the split
+                ) -> dict:
     "The paper's protocol: stratified random split of windows into train/valid/test fractions (seed 42)."
     if len(fracs) != 3 or not np.isclose(sum(fracs), 1) or min(fracs) <= 0:
         raise ValueError(f"fracs must be three positive fractions summing to 1, got {fracs}")
@@ -275,7 +296,8 @@ def fold_split(ws:WindowSet,  # the windows `folds` was made from
 # %% ../nbs/00_data.ipynb #e5d53bfd
 class Normalizer:
     "Per-channel z-score fitted on training windows only."
-    def __init__(self, mean=None, std=None): self.mean, self.std = mean, std
+    def __init__(self, mean=None, std=None):   # per-channel statistics (None: call `fit` first)
+        self.mean, self.std = mean, std
     def fit(self, X, channels=None):
         "Fit per-channel mean/std on `X` (n, time, channels); `channels` names them in errors."
         flat = np.asarray(X, dtype=np.float64).reshape(-1, X.shape[-1])
@@ -298,7 +320,9 @@ class Normalizer:
 # %% ../nbs/00_data.ipynb #f186ef42
 class WindowDataset(torch.utils.data.TensorDataset):
     "The (X, y) tensors of a `WindowSet`, with the `normalizer` and `classes` a trained model needs to read raw windows."
-    def __init__(self, *tensors, normalizer=None, classes=None):   # tensors: X (n, 1, T, C) float32, y (n,) int64
+    def __init__(self, *tensors,       # X (n, 1, T, C) float32 and y (n,) int64
+                 normalizer=None,      # the `Normalizer` the windows were z-scored with (kept for raw inputs)
+                 classes=None):        # the class names (kept for decoding predictions)
         super().__init__(*tensors); self.normalizer, self.classes = normalizer, classes
     def new_empty(self):
         "An empty copy with its own (empty) storage: a `t[:0]` view would keep, and `Learner.export` pickle, all the data."
@@ -321,7 +345,15 @@ class WindowDL(DataLoader):
         if nrm is not None: xb = xb * nrm.std + nrm.mean       # undo the z-score: the window as the sensor gave it
         return [(x, names[int(y)] if names is not None else int(y)) for x, y in zip(xb, yb)]
 
-def window_dl(ws:WindowSet, bs=64, shuffle=False, drop_last=False, seed=42, device=None, normalizer=None, classes=None) -> WindowDL:
+def window_dl(ws:WindowSet,       # the (normalised) windows
+              bs=64,             # batch size
+              shuffle=False,     # shuffle every epoch (with its own seeded RNG)
+              drop_last=False,   # drop the last, smaller batch
+              seed=42,           # seed of the shuffling
+              device=None,       # where batches go (default: fastai's default device)
+              normalizer=None,   # the `Normalizer` of the windows (for raw inputs later)
+              classes=None,      # the class names
+             ) -> WindowDL:
     "A `WindowDL` yielding xb (B,1,T,C) float32 and yb (B,) int64 from `ws` (`normalizer`, `classes`: carried for inference)."
     ds = WindowDataset(torch.from_numpy(np.ascontiguousarray(ws.X)).unsqueeze(1), torch.from_numpy(ws.y),
                        normalizer=normalizer, classes=classes)
@@ -342,14 +374,22 @@ class HARDataLoaders(DataLoaders):
                          device=self.device, normalizer=ds.normalizer, classes=ds.classes)
 
 # %% ../nbs/00_data.ipynb #1c777af7
-def check_count(name, value, low=1):
+def check_count(name,    # the option's name, for the message
+                value,   # the value to check
+                low=1,   # the smallest valid value
+               ):
     "`value` as an int; a one-line `TypeError` (not an integer) or `ValueError` (below `low`) naming option `name` otherwise."
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer >= {low}, got {type(value).__name__} {value!r}")
     if value < low: raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
-def drop_untrained_classes(train:WindowSet, valid:WindowSet, test:WindowSet, classes, report:dict=None) -> tuple:
+def drop_untrained_classes(train:WindowSet,   # training windows
+                           valid:WindowSet,   # validation windows
+                           test:WindowSet,    # test windows
+                           classes,           # class names, index = class id
+                           report:dict=None,  # the dropped classes are noted here
+                          ) -> tuple:
     "Drop the classes with no TRAINING window (no model can learn them) with their valid/test windows; renumber, warn, note in `report`."
     counts = np.bincount(train.y, minlength=len(classes))
     keep = counts > 0
@@ -365,7 +405,14 @@ def drop_untrained_classes(train:WindowSet, valid:WindowSet, test:WindowSet, cla
 
 class HARData:
     "Normalised train/valid/test windows + metadata, with fastai `DataLoaders`."
-    def __init__(self, train, valid, test, classes, channels, rate, protocol=None, bs=64, seed=42, normalizer=None, report=None):
+    def __init__(self, train, valid, test,  # the normalised `WindowSet`s (see `from_windows`)
+                 classes, channels,         # class and channel names
+                 rate,                      # sampling rate in Hz
+                 protocol=None,             # how the windows were made (dataset, protocol, window, step, split, ...)
+                 bs=64,                     # batch size
+                 seed=42,                   # seed of the training loader's shuffling
+                 normalizer=None,           # the `Normalizer` fitted on `train`
+                 report=None):              # the parse report (skipped lines, dropped windows)
         store_attr(); check_count('bs', bs)
         self.protocol, self.report, self._dls = dict(protocol or {}), dict(report or {}), None
     @classmethod
@@ -424,7 +471,8 @@ def _summary(self:HARData) -> dict:
                 short_recordings=len(r.get('short_recordings', [])))
 HARData.summary = _summary
 
-def format_report(s:dict) -> str:
+def format_report(s:dict,  # a `HARData.summary()`
+                 ) -> str:
     "The parse report of a `HARData.summary()` dict in a line or two: skipped and repaired lines, dropped windows and classes."
     out = (f"parse report: {s['skipped_lines']} lines skipped, {s['repaired_lines']} repaired; windows dropped: "
            + ', '.join(f"{k.replace('_windows', '')} {v}" for k, v in s['dropped_windows'].items()))
@@ -438,7 +486,14 @@ def _repr(self:HARData):
 HARData.__repr__ = _repr
 
 # %% ../nbs/00_data.ipynb #8f0dd00f
-def synthetic_data(n=600, n_classes=3, window=32, n_channels=6, n_subjects=6, seed=0, bs=64) -> HARData:
+def synthetic_data(n=600,        # windows
+                   n_classes=3,  # classes
+                   window=32,    # samples per window
+                   n_channels=6, # channels
+                   n_subjects=6, # subjects (>= 3: the last is test, the one before validation)
+                   seed=0,       # seed of the windows
+                   bs=64,        # batch size
+                  ) -> HARData:
     "A subject-split `HARData` of `synthetic_windows`, for fast tests."
     if n_subjects < 3: raise ValueError(f"synthetic_data needs >= 3 subjects (train/valid/test), got {n_subjects}")
     ws = synthetic_windows(n, n_classes, window, n_channels, n_subjects, seed)

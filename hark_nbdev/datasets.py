@@ -26,7 +26,8 @@ def _collect(modules=READER_MODULES) -> dict:
 DATASETS = _collect()
 PROTOCOLS = ('standard', 'paper')
 
-def get_spec(name) -> DatasetSpec:
+def get_spec(name,  # a name of DATASETS, or a DatasetSpec (passed through)
+            ) -> DatasetSpec:
     "The registered `DatasetSpec` called `name` (a `DatasetSpec` passes through)."
     if isinstance(name, DatasetSpec): return name
     if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
@@ -42,7 +43,12 @@ def _subject_list(key, v):
         raise TypeError(f"{key} must be a list of subject ids (integers), got {v!r}")
     return [int(s) for s in v]
 
-def protocol_params(spec:DatasetSpec, protocol='standard', window=None, step=None, **opts) -> dict:
+def protocol_params(spec:DatasetSpec,      # the dataset
+                    protocol='standard',   # 'standard' or 'paper'
+                    window=None,           # window length in samples (default: the protocol's)
+                    step=None,             # step between windows (default: the protocol's, same overlap for a new window)
+                    **opts,                # protocol keys (`PROTOCOL_KEYS`) or reader options
+                   ) -> dict:
     "Protocol parameters for `spec`: the spec's defaults, overridden by `window`, `step` and protocol keys in `opts`."
     if protocol not in PROTOCOLS: raise ValueError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
     if window is not None: check_count('window', window)   # 0 is a mistake, not "the default"
@@ -88,7 +94,11 @@ def _official(src, p):
     if p['window'] != tr.X.shape[1]: raise ValueError(f"{src.name} comes as {tr.X.shape[1]}-sample windows; window={p['window']} is not possible")
     return tr, te
 
-def make_splits(src, p:dict, seed=42, report:dict=None):
+def make_splits(src,              # the reader's `Source`
+                p:dict,           # protocol parameters (`protocol_params`)
+                seed=42,          # seed of random splits and validation subjects
+                report:dict=None, # parse report to add the windowing counts to
+               ):
     "Window `src` and split it by protocol parameters `p` -> ({'train','valid','test'}: WindowSet, description)."
     report = {} if report is None else report
     if src.windows is not None:                            # pre-windowed release (official UCI HAR)
@@ -198,7 +208,8 @@ def _ranges(xs) -> str:
         else: out.append([x, x])
     return ', '.join(str(a) if a == b else f"{a}-{b}" for a, b in out) or '-'
 
-def format_summary(s:dict) -> str:
+def format_summary(s:dict,  # a `HARData.summary()`
+                  ) -> str:
     "A readable multi-line report of a `HARData.summary()` dict."
     lines = [f"{s['dataset']} ({s['protocol']} protocol): {s['channels']} channels at {s['rate']:g} Hz, "
              f"windows of {s['window']} samples every {s['step']}, label={s['label']}",
@@ -227,7 +238,9 @@ def data_report(dataset:str,             # dataset name (see DATASETS), or 'synt
 
 
 # %% ../nbs/06_datasets.ipynb #dd81def7
-def plot_class_balance(data:HARData, ax=None):
+def plot_class_balance(data:HARData,  # the data to count
+                       ax=None,        # a matplotlib Axes (default: a new figure)
+                      ):
     "Bar chart of windows per class per split."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(max(5, 0.6 * data.n_classes + 2), 3.5))
@@ -238,7 +251,11 @@ def plot_class_balance(data:HARData, ax=None):
     ax.set_title(f"{data.protocol.get('dataset', '')} ({data.protocol.get('protocol', '')}): windows per class")
     return ax
 
-def plot_windows(data:HARData, split='train', max_channels=9, ncols=4):
+def plot_windows(data:HARData,     # the data to draw from
+                 split='train',    # 'train', 'valid' or 'test'
+                 max_channels=9,   # at most this many channels (lines) per window
+                 ncols=4,          # panels per row
+                ):
     "One example window per class of `split` (channels as lines)."
     import matplotlib.pyplot as plt
     ws = dict(zip(SPLITS, (data.train, data.valid, data.test)))[split]

@@ -9,18 +9,17 @@ __all__ = ['MODEL_OPTIONS', 'TRAIN_OPTIONS', 'RESUME_KEYS', 'run_settings', 'Run
            'summary_line', 'plan', 'run_experiment']
 
 # %% ../nbs/34_experiment.ipynb #2a629bfb
-import json
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
 from .datasets import get_data
 from .profile import profile_model
 from .data import format_report
 from .settings import RunSettings, DataError
-from .configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
-from .results import RESULT_COLS, RESULTS_SCHEMA, ResultsStore, atomic_write, summarize, slug, log_run, read_runs, data_fingerprint
+from .configs import TEACHER_OF, TEACHERS, build_learner, train_config, evaluate, schedule_defaults, options_for, check_options
+from .results import RESULT_COLS, RESULTS_SCHEMA, ResultsStore, summarize, log_run, read_runs, data_fingerprint
 from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
 
 # %% ../nbs/34_experiment.ipynb #fc0625e6
@@ -151,12 +150,17 @@ def check_resume(store:ResultsStore,   # the run folder's results
         raise DataError(f"{store.out} holds {s.dataset} rows made with {', '.join(f'{k}={old.get(k)!r}' for k in diff)}; this run asks for "
                         f"{', '.join(f'{k}={new[k]!r}' for k in diff)}: use another --out folder, or the same settings to resume")
 
-def data_record(data, s:RunSettings) -> dict:
+def data_record(data,           # the run's `HARData`
+                s:RunSettings,  # the run's settings (`path` if the data do not say which folder they came from)
+               ) -> dict:
     "What identifies the data of a run in `run.json`: the folder read, the windows' fingerprint and the split sizes."
     return dict(path=data.protocol.get('path', s.path), fingerprint=data_fingerprint(data),
                 n_train=len(data.train), n_valid=len(data.valid), n_test=len(data.test))
 
-def check_data(store:ResultsStore, s:RunSettings, rec:dict):
+def check_data(store:ResultsStore,  # the run folder's results
+               s:RunSettings,      # the settings of this run
+               rec:dict,           # this run's `data_record`
+              ):
     "Raise a `DataError` if `store` holds rows of `s.dataset` made from other data than `rec` (`data_record`) describes."
     old = _last_record(store.out, s.dataset, 'data')
     if old is None or not len(store.rows(s.dataset)) or old['fingerprint'] == rec['fingerprint']: return
@@ -165,14 +169,21 @@ def check_data(store:ResultsStore, s:RunSettings, rec:dict):
                     f"use another --out folder, or the same data to resume")
 
 # %% ../nbs/34_experiment.ipynb #9bb726a1
-def summary_line(rows: pd.DataFrame, dataset, n_configs, n_seeds, n_new, path) -> str:
+def summary_line(rows:pd.DataFrame,  # the run's rows
+                 dataset:str,        # its dataset
+                 n_configs:int,      # how many configurations it asked for
+                 n_seeds:int,        # how many seeds
+                 n_new:int,          # how many rows it trained now
+                 path,               # where the rows are
+                ) -> str:
     "One line: what the run covers and the best configuration by mean macro F1."
     s = summarize(rows).sort_values('f1_macro_mean', ascending=False).iloc[0]
     std = '' if np.isnan(s['f1_macro_std']) else f" ± {100*s['f1_macro_std']:.2f}"
     return (f"{dataset}: {n_configs} configs x {n_seeds} seed{'s' * (n_seeds > 1)}, {len(rows)} rows ({n_new} trained now), "
             f"best {s['config']} F1 {100*s['f1_macro_mean']:.2f}{std}, written to {path}")
 
-def plan(s:RunSettings) -> list:
+def plan(s:RunSettings,  # the run's settings
+        ) -> list:
     "The (config, seed) pairs of a run; with shared teachers, the teacher configurations only for the seeds they are trained with."
     return [(c, k) for k in s.seeds for c in s.configs if not (s.teacher_seeds and c in TEACHERS and k >= s.teacher_seeds)]
 

@@ -18,12 +18,17 @@ def cache_dir() -> Path:
     "Root of the dataset cache: `$HARK_CACHE` or `~/.hark/data`."
     return Path(os.environ.get('HARK_CACHE') or '~/.hark/data').expanduser()
 
-def missing_files(folder, files) -> list:
+def missing_files(folder,  # the folder to look in
+                  files,   # relative paths or glob patterns
+                 ) -> list:
     "The patterns of `files` with no match in `folder`."
     folder = Path(folder)
     return [f for f in (files or []) if not any(folder.glob(f))]
 
-def find_root(folder, spec:DatasetSpec, depth=1):
+def find_root(folder,            # where to start looking
+              spec:DatasetSpec,  # the dataset whose `files` must be there
+              depth=1,           # how many folder levels below `folder` to search
+             ):
     "`folder` if it holds all `spec.files`, else such a sub-folder up to `depth` levels down, else None."
     folder = Path(folder)
     if not folder.is_dir(): return None
@@ -33,7 +38,8 @@ def find_root(folder, spec:DatasetSpec, depth=1):
     return next((r for d in subs if (r := find_root(d, spec, depth - 1)) is not None), None)
 
 # %% ../nbs/05_fetch.ipynb #6160721b
-def expected_layout(spec:DatasetSpec) -> str:
+def expected_layout(spec:DatasetSpec,  # the dataset
+                   ) -> str:
     "Human-readable description of where to put `spec`'s files."
     files = ', '.join(spec.files or []) or '(any files the reader understands)'
     return (f"Put the {spec.name} files in a folder and pass it as --path (path=...), or set HARK_DATA to that folder "
@@ -54,7 +60,9 @@ def _extract(arch, dest):
         if not inner: break
 
 # %% ../nbs/05_fetch.ipynb #1503b373
-def download_dataset(spec:DatasetSpec, timeout=60) -> Path:
+def download_dataset(spec:DatasetSpec,  # the dataset, with its `url` (and `sha256`)
+                     timeout=60,        # seconds before the download gives up
+                    ) -> Path:
     "Download `spec.url` into the cache with fastdownload, extract, check files and sha256; return the dataset folder."
     from fastdownload import download_url
     base = cache_dir()
@@ -80,7 +88,10 @@ def download_dataset(spec:DatasetSpec, timeout=60) -> Path:
     return find_root(dest, spec, depth=2)
 
 # %% ../nbs/05_fetch.ipynb #330de01f
-def resolve_path(spec, path=None, download=True) -> Path:
+def resolve_path(spec:DatasetSpec,  # the dataset (`datasets.get_spec` turns a name into one)
+                 path=None,         # an explicit dataset folder, which wins
+                 download=True,     # download into the cache if no local copy is found
+                ) -> Path:
     "Dataset folder for `spec`: `path` > env HARK_DATA > cache > download."
     if not isinstance(spec, DatasetSpec): raise TypeError(f"resolve_path needs a DatasetSpec, got {type(spec).__name__} (datasets.get_spec turns a name into one)")
     if path is not None:

@@ -48,7 +48,9 @@ GESTURES = {0: 'Null', 406516: 'Open Door 1', 406517: 'Open Door 2', 404516: 'Cl
             405506: 'Toggle Switch'}
 LEGENDS = {'locomotion': LOCOMOTION, 'gestures': GESTURES}
 
-def label_map(task='gestures', include_null=True) -> tuple[dict, list]:
+def label_map(task='gestures',    # 'gestures' or 'locomotion'
+              include_null=True,  # keep the Null class (else its samples get -1)
+             ) -> tuple[dict, list]:
     "Map of label code -> class index (Null -> -1 unless `include_null`) and the class names."
     if task not in LEGENDS: raise ValueError(f"task must be one of {list(LEGENDS)}, got {task!r}")
     legend = LEGENDS[task]
@@ -62,7 +64,9 @@ def _n_tokens(fname, line_no) -> int:
         for i, l in enumerate(f, 1):
             if i == line_no: return len(l.split())
 
-def read_dat(fname, label_columns=(244, 250)) -> np.ndarray:
+def read_dat(fname,                    # one OPPORTUNITY .dat file
+             label_columns=(244, 250),  # the 1-based columns of the label block
+            ) -> np.ndarray:
     "Read one OPPORTUNITY `.dat` file into a float64 `(n, 250)` array, checking columns and label codes."
     fname = Path(fname)
     try: df = pd.read_csv(fname, sep=r'\s+', header=None, names=range(N_COLUMNS + 1), skip_blank_lines=False)
@@ -90,7 +94,8 @@ def read_dat(fname, label_columns=(244, 250)) -> np.ndarray:
     return a[:, :N_COLUMNS]
 
 # %% ../nbs/03_opportunity.ipynb #9020529b
-def fill_missing(x: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
+def fill_missing(x:np.ndarray,  # samples x channels with NaNs
+                ) -> tuple[np.ndarray, int, list[int]]:
     "Linearly interpolate NaNs per column (edges held, all-NaN columns -> 0); return (x, n_filled, all-NaN columns)."
     x, idx, empty, n = x.copy(), np.arange(len(x)), [], 0
     for j in range(x.shape[1]):
@@ -105,7 +110,10 @@ def fill_missing(x: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
 RUNS = ['ADL1', 'ADL2', 'ADL3', 'ADL4', 'ADL5', 'Drill']
 _RUN_RE = re.compile(r'^S(\d+)-(ADL[1-5]|Drill)\.dat$')
 
-def find_runs(path, subjects=None, runs=None) -> list[tuple[int, str, Path]]:
+def find_runs(path,           # the OPPORTUNITY folder
+              subjects=None,  # subject numbers to keep (default: all)
+              runs=None,      # run names to keep, e.g. ['ADL1', 'Drill'] (default: all)
+             ) -> list[tuple[int, str, Path]]:
     "(subject, run, file) of the OPPORTUNITY runs at or below `path`, sorted by subject and run."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path} does not exist (expected OpportunityUCIDataset/dataset/S1-ADL1.dat ...)')
@@ -117,8 +125,13 @@ def find_runs(path, subjects=None, runs=None) -> list[tuple[int, str, Path]]:
                                 f'at {path} (expected e.g. OpportunityUCIDataset/dataset/S1-ADL1.dat)')
     return sorted(found, key=lambda t: (t[0], RUNS.index(t[1])))
 
-def read_opportunity(path, task: str = 'gestures', channels: str = 'deepconvlstm', include_null: bool = True,
-                     subjects=None, runs=None) -> Source:
+def read_opportunity(path,                       # the OPPORTUNITY folder
+                     task:str='gestures',        # 'gestures' or 'locomotion'
+                     channels:str='deepconvlstm',# a key of CHANNELS: which sensor columns
+                     include_null:bool=True,     # keep the Null class
+                     subjects=None,              # subject numbers to keep (default: all)
+                     runs=None,                  # run names to keep (default: all)
+                    ) -> Source:
     "Read OPPORTUNITY runs into a `Source`: one recording per run, NaNs interpolated, labels of `task` as class indices."
     if channels not in CHANNELS: raise ValueError(f'channels must be one of {list(CHANNELS)}, got {channels!r}')
     codes, classes = label_map(task, include_null)
@@ -141,7 +154,8 @@ def read_opportunity(path, task: str = 'gestures', channels: str = 'deepconvlstm
                   recordings=recs, report=report)
 
 # %% ../nbs/03_opportunity.ipynb #b539cbc3
-def opportunity_split(rec: Recording):
+def opportunity_split(rec:Recording,  # one run
+                     ):
     "Standard challenge split of a run: 'train' | 'valid' (S1-ADL2) | 'test' (S2/S3 ADL4-5); None for S4."
     if rec.subject == 1: return 'valid' if rec.run == 'ADL2' else 'train'
     if rec.subject in (2, 3): return 'test' if rec.run in ('ADL4', 'ADL5') else 'train'

@@ -9,7 +9,7 @@ __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 
            'plot_relative', 'plot_tradeoff', 'plot_all', 'figures_dir']
 
 # %% ../nbs/33_plots.ipynb #e541f581
-import re, warnings
+import warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
@@ -19,7 +19,8 @@ from .results import summarize, slug
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
 
-def load_results(results) -> pd.DataFrame:
+def load_results(results,  # a DataFrame, a results.csv path or a run folder holding one
+                ) -> pd.DataFrame:
     "A results DataFrame from a DataFrame, a `results.csv` path, or a run folder holding `results.csv`."
     if isinstance(results, pd.DataFrame): df, src = results.copy(), 'the DataFrame'
     else:
@@ -37,7 +38,8 @@ LABELS = {'f1_macro': 'F1 (macro)', 'f1_weighted': 'F1 (weighted)', 'accuracy': 
           'macs': 'MACs', 'flops': 'FLOPs', 'conv_flops': 'Conv FLOPs', 'size_bytes': 'Size (bytes)'}
 PERCENT = ('f1_macro', 'f1_weighted', 'accuracy')  # stored as fractions, shown in percent
 
-def fmt_count(n) -> str:
+def fmt_count(n,  # a count, e.g. of parameters or MACs
+             ) -> str:
     "Compact count with 4 significant digits: 9040 -> '9.04K', 100.5e6 -> '100.5M'."
     for div, unit in ((1e9, 'G'), (1e6, 'M'), (1e3, 'K')):
         if abs(n) >= div: return f"{n/div:.4g}{unit}"
@@ -71,7 +73,10 @@ def _bar_labels(ax, bars, texts, err=None, **kw):
     for b, t, e in zip(bars, texts, err):
         ax.annotate(t, (b.get_x() + b.get_width()/2, b.get_height() + e), ha='center', va='bottom', fontsize=7, **kw)
 
-def plot_baselines(df, models=('LM', 'MM', 'OM'), metrics=('f1_macro', 'accuracy')):
+def plot_baselines(df,                             # results (see `load_results`)
+                   models=('LM', 'MM', 'OM'),      # the baseline configurations, one bar each
+                   metrics=('f1_macro', 'accuracy'), # one bar group per metric (percent)
+                  ):
     "Grouped bars of `metrics` (percent) for the baseline `models`, one panel per dataset."
     df = load_results(df)
     stats = {m: _stats(df, m, models) for m in metrics}
@@ -93,7 +98,9 @@ def plot_baselines(df, models=('LM', 'MM', 'OM'), metrics=('f1_macro', 'accuracy
     return fig
 
 # %% ../nbs/33_plots.ipynb #60c653e1
-def plot_resources(df, cols=('params', 'size_bytes', 'flops')):
+def plot_resources(df,                                    # results (see `load_results`)
+                   cols=('params', 'size_bytes', 'flops'),  # one row of panels per column
+                  ):
     "Bars of `cols` (log scale) per configuration: one row per column, one panel column per dataset."
     df = load_results(df)
     ds = list(df['dataset'].unique())
@@ -111,7 +118,12 @@ def plot_resources(df, cols=('params', 'size_bytes', 'flops')):
 # %% ../nbs/33_plots.ipynb #cf67588b
 KINDS = {'recognition': ('f1_macro', 'accuracy'), 'resources': ('params', 'flops')}
 
-def plot_relative(df, dataset, kind='recognition', base='LM', exclude=('OM', 'OM-Att')):
+def plot_relative(df,                        # results (see `load_results`)
+                  dataset,                   # the dataset to draw
+                  kind='recognition',        # a key of `KINDS`: 'recognition' or 'resources'
+                  base='LM',                 # the configuration everything is divided by
+                  exclude=('OM', 'OM-Att'),  # configurations left out (the teachers)
+                 ):
     "Bars of each configuration's `kind` metrics divided by `base`'s, `base`'s absolute values in an orange box."
     df = load_results(df)
     if kind not in KINDS: raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
@@ -148,7 +160,10 @@ def _label_offset(xm, ym, i, near=0.06):
     close = any(abs(lx[j] - lx[i]) / dx < 2 * near and abs(y[j] - y[i]) / dy < near for j in range(i))
     return (4, -10) if close else (4, 4)
 
-def plot_tradeoff(df, x='macs', y='f1_macro'):
+def plot_tradeoff(df,            # results (see `load_results`)
+                  x='macs',      # the cost on the (log) x axis
+                  y='f1_macro',  # the score on the y axis
+                 ):
     "Scatter of `y` (mean, error bar = std over seeds) against `x` (log scale), one panel per dataset."
     df = load_results(df)
     xs, ys = _stats(df, x), _stats(df, y)
@@ -169,7 +184,9 @@ def _save(fig, path):
     fig.savefig(path, dpi=120, bbox_inches='tight'); plt.close(fig)
     return path
 
-def plot_all(results, out_dir) -> list:
+def plot_all(results,  # a DataFrame, a results.csv or a run folder
+             out_dir,  # where the PNGs go (see `figures_dir` for the default)
+            ) -> list:
     "Write the study's figures for `results` (DataFrame, results.csv or run folder) as PNGs into `out_dir`."
     df, out = load_results(results), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +202,8 @@ def plot_all(results, out_dir) -> list:
     return paths
 
 # %% ../nbs/33_plots.ipynb #febf720c
-def figures_dir(results) -> Path:
+def figures_dir(results,  # a run folder or its results.csv
+               ) -> Path:
     "The default folder of the figures of `results` (a run folder or its results.csv): the run folder."
     p = Path(results)
     return p if p.is_dir() or p.suffix != '.csv' else p.parent

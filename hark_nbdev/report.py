@@ -21,7 +21,11 @@ __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 
            'f1_intervals', 'report_data', 'hark_report', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
-def pm(mean, std, scale=100, nd=2) -> str:
+def pm(mean,       # a mean (a fraction, by default)
+       std,        # its standard deviation (NaN: one seed, no ± part)
+       scale=100,  # multiply by this (100: percent)
+       nd=2,       # decimals
+      ) -> str:
     "'mean ± std' of a fraction in percent (no ± part for a single seed, where std is NaN)."
     return f"{mean*scale:.{nd}f}" + ('' if pd.isna(std) else f" ± {std*scale:.{nd}f}")
 
@@ -44,7 +48,9 @@ def _summary(res, dataset=None) -> pd.DataFrame:
     s = summarize(_unit_rows(res, dataset)).set_index('config')
     return s.loc[[c for c in CONFIGS if c in s.index]]
 
-def result_table(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
+def result_table(res:pd.DataFrame,  # results rows (results.csv)
+                 dataset=None,       # the dataset (default: the only one in `res`)
+                ) -> pd.DataFrame:
     "One row per configuration: seeds, macro F1 and accuracy (%, mean ± std), parameters, MACs, size, latency, epochs."
     s = _summary(res, dataset)
     get = lambda c: s[c] if c in s else pd.Series(np.nan, index=s.index)
@@ -65,7 +71,9 @@ def _one(rows, col):
     v = list(dict.fromkeys(rows[col].dropna().astype(str)))
     return '/'.join(v) if v else '?'
 
-def protocol_note(res: pd.DataFrame, dataset=None) -> str:
+def protocol_note(res:pd.DataFrame,  # results rows (results.csv)
+                  dataset=None,       # the dataset (default: the only one in `res`)
+                 ) -> str:
     "One paragraph (markdown) with the protocol, data sizes, schedule, epoch budgets and seeds of a dataset's rows."
     s = _summary(res, dataset); d = s['dataset'].iloc[0]
     r = res[res['dataset'] == d]
@@ -82,7 +90,9 @@ def protocol_note(res: pd.DataFrame, dataset=None) -> str:
 # %% ../nbs/35_report.ipynb #10846655
 ORDER = ('LM', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB-KD')
 
-def check_targets(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
+def check_targets(res:pd.DataFrame,  # results rows (results.csv) with all of ORDER, MM and OM
+                  dataset=None,       # the dataset (default: the only one in `res`)
+                 ) -> pd.DataFrame:
     "The study's targets on one dataset's rows: target, measured value (from means over seeds), met or not."
     s = _summary(res, dataset)
     need = set(ORDER) | {'MM', 'OM'}
@@ -194,7 +204,9 @@ def authors_figures() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/35_report.ipynb #35b0ebd1
-def versus_authors(res: pd.DataFrame, dataset=None) -> pd.DataFrame:
+def versus_authors(res:pd.DataFrame,  # results rows (results.csv)
+                   dataset=None,       # the dataset (default: the only one in `res`); one of PAPER_DATASET
+                  ) -> pd.DataFrame:
     "Our macro F1 (mean ± std) beside the authors' figure per configuration, the difference, and whether we are at or above it."
     s = _summary(res, dataset); d = s['dataset'].iloc[0]
     if d not in PAPER_DATASET: raise ValueError(f"the study has no figures for {d!r}; it has {list(PAPER_DATASET)}")

@@ -33,7 +33,8 @@ SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops'
                 'latency_ms', 'throughput', 'epochs', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att']
 
 # %% ../nbs/32_results.ipynb #82d0449d
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
+def summarize(df:pd.DataFrame,  # results rows (`RESULT_COLS`) of one or more datasets
+             ) -> pd.DataFrame:
     "Mean and std over seeds of `SUMMARY_COLS` per (dataset, config), with `n_seeds`, in first-seen order."
     keys = [df['dataset'], df['config']]
     s = df['seed'].groupby(keys, sort=False).nunique().rename('n_seeds').to_frame()
@@ -73,7 +74,8 @@ def atomic_write(path,       # the file to write
     umask = os.umask(0); os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
 
-def remove_stale_temporaries(folder) -> list:
+def remove_stale_temporaries(folder,  # a run folder
+                            ) -> list:
     "Remove the temporary files that an interrupted `atomic_write` left anywhere below `folder`; return their paths."
     folder = Path(folder)
     if not folder.is_dir(): return []
@@ -84,7 +86,7 @@ def remove_stale_temporaries(folder) -> list:
 # %% ../nbs/32_results.ipynb #f8d7008b
 class ResultsStore:
     "The rows of `DIR/results.csv`: ask what is done, add a row (atomic rewrite of results.csv and summary.csv)."
-    def __init__(self, out):
+    def __init__(self, out):  # the run folder (need not exist yet)
         self.out = Path(out); self.path, self.summary_path = self.out/'results.csv', self.out/'summary.csv'
         self.removed = remove_stale_temporaries(self.out)   # what a killed write left behind
         # only empty cells are missing: pandas' default would turn a label like 'n/a' into NaN and lose it on rewrite
@@ -95,15 +97,15 @@ class ResultsStore:
     def _mask(self, dataset, config, seed):
         return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed)
 
-    def done(self, dataset, config, seed) -> bool:
+    def done(self, dataset:str, config:str, seed:int) -> bool:   # the key of a row
         "Whether a row for (dataset, config, seed) is stored."
         return bool(self._mask(dataset, config, seed).any())
 
-    def rows(self, dataset=None) -> pd.DataFrame:
+    def rows(self, dataset:str=None) -> pd.DataFrame:   # only this dataset's rows (default: all)
         "The stored rows (of `dataset`)."
         return self.df if dataset is None else self.df[self.df['dataset'] == dataset].reset_index(drop=True)
 
-    def add(self, row: dict):
+    def add(self, row:dict):   # one results row: `KEY` and other `RESULT_COLS` fields
         "Store `row` (replacing one with the same key) and rewrite both files atomically; a key outside `RESULT_COLS` is an error."
         unknown = [k for k in row if k not in RESULT_COLS]
         if unknown: raise ValueError(f"results row has columns {unknown} outside RESULT_COLS (schema {RESULTS_SCHEMA})")
@@ -121,7 +123,8 @@ class ResultsStore:
             with atomic_write(self.summary_path) as f: summarize(self.df).to_csv(f, index=False)
 
 # %% ../nbs/32_results.ipynb #65e69a73
-def slug(s) -> str:
+def slug(s,  # any text, e.g. 'hapt-standard'
+        ) -> str:
     "`s` as a file-name part: runs of characters other than letters, digits, `.`, `_`, `-` become one `-`."
     return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
 
@@ -145,7 +148,8 @@ def machine() -> dict:
     return dict(host=platform.node(), processor=platform.machine(), cpu=cpu_model(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(), device=str(dev), gpu=gpu)
 
-def git_commit(folder=None) -> tuple:
+def git_commit(folder=None,  # a folder inside the checkout (default: this package's)
+              ) -> tuple:
     "(commit, dirty) of the git checkout holding `folder` (default: this package), or ('not a git checkout', None)."
     cwd = Path(folder or Path(hark_nbdev.__file__).parent)
     git = lambda *a: subprocess.run(['git', *a], cwd=cwd, capture_output=True, text=True, timeout=10)
@@ -159,14 +163,16 @@ def provenance() -> dict:
     commit, dirty = git_commit()
     return dict(hark_nbdev=hark_nbdev.__version__, git_commit=commit, git_dirty=dirty, results_schema=RESULTS_SCHEMA)
 
-def data_fingerprint(data) -> str:
+def data_fingerprint(data,  # a `HARData`
+                    ) -> str:
     "A short hash of a `HARData`'s windows: each split's shape, labels and subjects, and a sample of its values."
     h = hashlib.sha256()
     for ws in (data.train, data.valid, data.test):
         for a in (np.asarray(ws.X.shape), ws.y, ws.subject, ws.X[::max(1, len(ws) // 64)]): h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
-def read_runs(out) -> dict:
+def read_runs(out,  # the run folder
+             ) -> dict:
     "The contents of `out/run.json` (`{'results_schema': ..., 'runs': [...]}`), or a fresh one."
     p = Path(out)/'run.json'
     return json.loads(p.read_text()) if p.exists() else dict(results_schema=RESULTS_SCHEMA, runs=[])

@@ -22,7 +22,8 @@ SENSOR_AXES = {'acc': ['Ax', 'Ay', 'Az'], 'lin': ['Lx', 'Ly', 'Lz'], 'gyro': ['G
 ORIGINAL_BLOCK = ['time_stamp', 'Ax', 'Ay', 'Az', 'Lx', 'Ly', 'Lz', 'Gx', 'Gy', 'Gz', 'Mx', 'My', 'Mz']
 ORIGINAL_STRIDE = 14   # 13 columns per position, then one more (after the belt: the activity)
 
-def sensor_axes(sensors) -> list:
+def sensor_axes(sensors,  # sensor names, e.g. ('acc', 'gyro')
+               ) -> list:
     "Column names (`Ax`, `Gx`, ...) of the chosen sensor kinds (`acc`, `lin`, `gyro`, `mag`)."
     bad = [s for s in sensors if s not in SENSOR_AXES]
     if bad or not sensors: raise ValueError(f"unknown sensors {bad or sensors}; choose from {list(SENSOR_AXES)}")
@@ -68,7 +69,11 @@ def _staged_file(root, pos, p) -> Path:
     fns = [root/pos/f"Participant_{p}.csv.gz", root/pos/f"Participant_{p}.csv"]
     return next((f for f in fns if f.is_file()), fns[0])
 
-def read_staged_participant(root, p, positions=SENSORS_POSITIONS, axes=None):
+def read_staged_participant(root,                         # the staged dataset folder
+                            p,                            # participant number
+                            positions=SENSORS_POSITIONS,  # body positions to read
+                            axes=None,                    # axis columns per position, e.g. Ax (default: acc, gyro and mag)
+                           ):
     "Staged layout: the chosen positions of participant `p` side by side -> x (n, positions x axes) float32, y (n,)."
     axes, xs, ref = axes or sensor_axes(('acc', 'gyro', 'mag')), [], None
     for pos in positions:
@@ -88,7 +93,10 @@ def read_staged_participant(root, p, positions=SENSORS_POSITIONS, axes=None):
 # %% ../nbs/04_sensors.ipynb #8071fd6d
 def _norm(s): return re.sub(r'[^a-z]', '', str(s).lower())
 
-def read_original_participant(fn, positions=SENSORS_POSITIONS, axes=None):
+def read_original_participant(fn,                           # one original Participant_N.csv
+                              positions=SENSORS_POSITIONS,  # body positions to read
+                              axes=None,                    # axis columns per position, e.g. Ax (default: acc, gyro and mag)
+                             ):
     "Original layout `Participant_N.csv` (two header rows, 14 columns per position, activity last) -> x, y."
     axes = axes or sensor_axes(('acc', 'gyro', 'mag'))
     if not Path(fn).is_file(): raise FileNotFoundError(f"{fn}: file not found")
@@ -111,7 +119,8 @@ def read_original_participant(fn, positions=SENSORS_POSITIONS, axes=None):
     return x, _activity(df.iloc[:, -1], fn, 3)
 
 # %% ../nbs/04_sensors.ipynb #8237db99
-def sensors_layout(path):
+def sensors_layout(path,  # a Sensors dataset folder
+                  ):
     "`('staged', folder)` for `{Position}/Participant_N.csv.gz`, `('original', folder)` for `[DataSet/]Participant_N.csv`."
     path = Path(path)
     if any((path/p).is_dir() for p in SENSORS_POSITIONS): return 'staged', path
@@ -134,7 +143,10 @@ def _blocks(x, y, p) -> list:
     return [Recording(xb, yb, p, f"Participant_{p}") for xb, yb in zip(np.split(x, cut), np.split(y, cut))]
 
 # %% ../nbs/04_sensors.ipynb #809888e6
-def read_sensors(path, positions=SENSORS_POSITIONS, sensors=('acc', 'gyro', 'mag')) -> Source:
+def read_sensors(path,                          # the Sensors dataset folder
+                 positions=SENSORS_POSITIONS,   # body positions, each its channels
+                 sensors=('acc', 'gyro', 'mag'),# sensors per position
+                ) -> Source:
     "Read Shoaib et al. (2014) 'Sensors': chosen positions x sensors side by side, one `Recording` per activity block."
     positions, axes = _check_positions(positions), sensor_axes(sensors)
     layout, root = sensors_layout(path)

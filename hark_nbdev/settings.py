@@ -136,7 +136,8 @@ def _check_keys(d:dict, where):
     if bad: raise SettingsError(f"{where}: unknown setting(s) {', '.join(map(repr, bad))}; valid settings: {', '.join(FIELDS)}")
 
 # %% ../nbs/30_settings.ipynb #e20e6c41
-def read_settings_file(path) -> dict:
+def read_settings_file(path,  # a .json or .toml file
+                      ) -> dict:
     "The settings in a JSON or TOML file (by suffix; keys are `RunSettings` field names), as a dict."
     p = Path(path)
     if not p.is_file(): raise SettingsError(f"settings={str(path)!r}: no such file")
@@ -179,7 +180,8 @@ _CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCH
 
 def _named(doc): return re.sub(r'\b(DATASET|CONFIG)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
 
-def run_parser(prog='hark-run') -> OneLineParser:
+def run_parser(prog='hark-run',  # the command's name in usage and errors
+              ) -> OneLineParser:
     "The `hark-run` command line: one option per `RunSettings` field (only the options given are set), `--settings`, `--no-plots`, `--debug`."
     p = OneLineParser(prog=prog, description="Train, evaluate and profile HAR configurations on a dataset (resumable), then draw the figures into the run folder.")
     docs = field_docs()
@@ -195,7 +197,8 @@ def args_settings(args:argparse.Namespace) -> RunSettings:
     "The `RunSettings` of parsed `hark-run` arguments: the `--settings` file, overridden by the options given."
     return load_settings(args.settings, **{k: v for k, v in vars(args).items() if k in FIELDS})
 
-def parse_run_args(argv=None) -> tuple:
+def parse_run_args(argv=None,  # the arguments (default: the command line)
+                  ) -> tuple:
     "(`RunSettings`, the parsed namespace) from `hark-run` arguments `argv` (default: the command line)."
     a = run_parser().parse_args(argv)
     return args_settings(a), a
@@ -204,7 +207,8 @@ def parse_run_args(argv=None) -> tuple:
 class DataError(RuntimeError):
     "A problem with the data or a run folder (e.g. a refused resume): a command shows it as one line and exits 1."
 
-def one_line(e: BaseException) -> str:
+def one_line(e:BaseException,  # an exception
+            ) -> str:
     "The message of `e` on one line."
     return ' '.join(str(e).split()) or type(e).__name__
 

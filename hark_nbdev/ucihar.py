@@ -32,7 +32,10 @@ def _bad_line(fn, ncols, dtype):
                 if not np.isfinite(v): raise ValueError(f"{fn}, line {i}: non-finite value {tok!r}")
     raise ValueError(f"{fn}: cannot be read as a table of numbers")
 
-def read_table(fn, ncols:int=None, dtype=float) -> np.ndarray:
+def read_table(fn,              # a whitespace-separated text file
+               ncols:int=None,  # the number of columns every line must have (default: the first line's)
+               dtype=float,     # the values' type
+              ) -> np.ndarray:
     "Read a whitespace-separated numeric text file as a 2-D array; errors name the file and line."
     fn = Path(fn)
     if not fn.is_file(): raise FileNotFoundError(f"{fn}: file not found")
@@ -51,7 +54,8 @@ UCIHAR_CHANNELS = [f"{s}_{a}" for s in ('body_acc', 'body_gyro', 'total_acc') fo
 UCIHAR_TEST_SUBJECTS = [2, 4, 9, 10, 12, 13, 18, 20, 24]
 UCIHAR_WINDOW = 128
 
-def ucihar_root(path) -> Path:
+def ucihar_root(path,  # the UCI HAR folder, or a folder holding it
+               ) -> Path:
     "The folder holding `train/` and `test/` of the official UCI HAR layout at or under `path`."
     path = Path(path)
     for cand in (path, path/'UCI HAR Dataset'):
@@ -80,7 +84,8 @@ def _read_ucihar_split(root, split) -> WindowSet:
         sigs.append(a)
     return WindowSet(np.stack(sigs, -1), y - 1, subj, run=np.full(len(y), split, dtype=object))
 
-def read_ucihar(path) -> Source:
+def read_ucihar(path,  # the UCI HAR folder (see `ucihar_root`)
+               ) -> Source:
     "Read the official UCI HAR 'Inertial Signals' windows: `Source.windows` = train/test `WindowSet`s (n, 128, 9)."
     root = ucihar_root(path)
     ws = {s: _read_ucihar_split(root, s) for s in ('train', 'test')}
@@ -89,7 +94,13 @@ def read_ucihar(path) -> Source:
                           'subjects': {k: v.subjects for k, v in ws.items()}})
 
 # %% ../nbs/01_ucihar.ipynb #ec203c46
-def ucihar_channels(acc, gyro, rate=50., noise_hz=20., gravity_hz=0.3, order=3) -> np.ndarray:
+def ucihar_channels(acc,             # raw accelerometer (n, 3), in g
+                    gyro,            # raw gyroscope (n, 3), in rad/s
+                    rate=50.,        # sampling rate in Hz
+                    noise_hz=20.,    # low-pass cut-off against noise
+                    gravity_hz=0.3,  # cut-off that separates gravity from body motion
+                    order=3,         # Butterworth filter order
+                   ) -> np.ndarray:
     "UCI HAR's 9 channels (body_acc, body_gyro, total_acc; xyz each) from raw acc (g) and gyro (rad/s), both (n, 3)."
     acc, gyro = np.asarray(acc, np.float64), np.asarray(gyro, np.float64)
     if acc.shape != gyro.shape or acc.ndim != 2 or acc.shape[1] != 3:
@@ -103,7 +114,8 @@ def ucihar_channels(acc, gyro, rate=50., noise_hz=20., gravity_hz=0.3, order=3) 
 # %% ../nbs/01_ucihar.ipynb #48869df6
 HAPT_ACTIVITIES = UCIHAR_CLASSES + ['STAND_TO_SIT', 'SIT_TO_STAND', 'SIT_TO_LIE', 'LIE_TO_SIT', 'STAND_TO_LIE', 'LIE_TO_STAND']
 
-def hapt_root(path) -> Path:
+def hapt_root(path,  # the UCI HAPT folder (holding RawData/), or a folder holding it
+             ) -> Path:
     "The HAPT `RawData` folder at or under `path`."
     path = Path(path)
     for cand in (path/'RawData', path):
@@ -111,7 +123,8 @@ def hapt_root(path) -> Path:
     raise FileNotFoundError(f"{path}: no HAPT layout found; expected {path}/RawData/labels.txt and "
                             "RawData/{acc,gyro}_expXX_userYY.txt (unzip the official archive there)")
 
-def read_hapt_labels(fn) -> np.ndarray:
+def read_hapt_labels(fn,  # RawData/labels.txt
+                    ) -> np.ndarray:
     "labels.txt as int (n, 5): experiment, user, activity 1..12, start, end (0-based, inclusive); checked."
     lab = read_table(fn, 5, int)
     for i, (e, u, a, s, t) in enumerate(lab, 1):
@@ -129,7 +142,10 @@ def _read_experiment(root, e, u):
     if len(acc) != len(gyro): raise ValueError(f"{fg}: {len(gyro)} rows, but {fa.name} has {len(acc)} (one 50 Hz clock)")
     return acc, gyro
 
-def read_hapt(path, segments=True, filtered=True) -> Source:
+def read_hapt(path,           # the UCI HAPT folder (see `hapt_root`)
+              segments=True,  # one recording per labelled segment (else one per experiment, samples outside segments -1)
+              filtered=True,  # UCI HAR's 9 filtered channels (else raw acc and gyro)
+             ) -> Source:
     "Read UCI HAPT RawData as UCI HAR's 9 filtered channels, activities 1-6, one `Recording` per labelled segment."
     root = hapt_root(path)
     lab = read_hapt_labels(root/'labels.txt')

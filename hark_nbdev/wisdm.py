@@ -17,7 +17,8 @@ __all__ = ['WISDM_CLASSES', 'WISDM_FILE', 'WISDM2019_ACTIVITIES', 'WISDM_SPEC', 
            'read_wisdm2019']
 
 # %% ../nbs/02_wisdm.ipynb #47c787e7
-def split_records(line: str) -> tuple[list[str], list[str]]:
+def split_records(line:str,  # one physical line of a WISDM file
+                 ) -> tuple[list[str], list[str]]:
     "Split one physical line into `;`-separated records; return (records, repairs made)."
     s, repairs = line.strip(), []
     if not s: return [], repairs
@@ -34,7 +35,10 @@ def split_records(line: str) -> tuple[list[str], list[str]]:
     return out, repairs
 
 # %% ../nbs/02_wisdm.ipynb #9469bf2f
-def parse_record(rec: str, activities, n_fields=(6, 5)):
+def parse_record(rec:str,          # one record, without its ';'
+                 activities,       # activity name or code -> class index
+                 n_fields=(6, 5),  # the field counts this file's records may have (with, without timestamp)
+                ):
     "Parse `subject,activity[,timestamp],x,y,z`; return a tuple, or a str giving the reason to skip."
     f = rec.split(',')
     if ' ' in rec or '\t' in rec: f = [p.strip() for p in f]
@@ -76,7 +80,12 @@ def _one_form(recs, fname, report, bad_lines, strict=False) -> list[tuple]:
         if r[0] not in bad_lines: report['skipped_lines'] += 1; bad_lines.add(r[0])
     return out
 
-def read_records(fname, activities, report: dict, n_fields=(6, 5), strict=False) -> list[tuple]:
+def read_records(fname,            # a WISDM text file
+                 activities,       # activity name or code -> class index
+                 report:dict,      # skipped and repaired lines are counted here
+                 n_fields=(6, 5),  # the field counts records may have
+                 strict=False,     # raise at the first bad line instead of skipping it
+                ) -> list[tuple]:
     "Parse all records of `fname`, repairing and skipping as documented; returns (line_no, *fields) tuples."
     fname, out, name, bad_lines = Path(fname), [], Path(fname).name, set()
     report['files'] += 1
@@ -104,7 +113,10 @@ def read_records(fname, activities, report: dict, n_fields=(6, 5), strict=False)
     return _one_form(out, fname, report, bad_lines, strict) if len(n_fields) > 1 else out
 
 # %% ../nbs/02_wisdm.ipynb #eb8cf91d
-def segment(recs: list[tuple], max_gap=1.0, ts_unit=1e-9) -> tuple[list[slice], int]:
+def segment(recs:list[tuple],  # parsed records (line, subject, activity, ts, x, y, z)
+            max_gap=1.0,       # seconds between samples that start a new recording
+            ts_unit=1e-9,      # seconds per timestamp unit
+           ) -> tuple[list[slice], int]:
     "Slices of `recs` (line, subject, activity, ts, x, y, z) that form contiguous recordings, and the number of gap cuts."
     n = len(recs)
     if n == 0: return [], 0
@@ -118,7 +130,13 @@ def segment(recs: list[tuple], max_gap=1.0, ts_unit=1e-9) -> tuple[list[slice], 
     return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])], int((gap & ~cut).sum())
 
 # %% ../nbs/02_wisdm.ipynb #752d161b
-def make_recordings(recs, codes, fname, report, max_gap=1.0, ts_unit=1e-9) -> list[Recording]:
+def make_recordings(recs,          # parsed records of one file
+                    codes,         # the activity codes, in class order
+                    fname,         # the file (for messages)
+                    report,        # timestamp gaps are counted here
+                    max_gap=1.0,   # seconds between samples that start a new recording
+                    ts_unit=1e-9,  # seconds per timestamp unit
+                   ) -> list[Recording]:
     "Cut parsed records of one file into labelled `Recording`s; counts timestamp gaps in `report`."
     idx = {c: i for i, c in enumerate(codes)}
     slices, gaps = segment(recs, max_gap, ts_unit)
@@ -144,7 +162,10 @@ def _find(path, pattern: str, what: str) -> list[Path]:
     if not found: raise FileNotFoundError(f'no {pattern} under {path} (expected {what})')
     return found
 
-def read_wisdm(path, max_gap: float = 1.0, strict: bool = False) -> Source:
+def read_wisdm(path,                # the WISDM v1.1 folder
+               max_gap:float=1.0,   # seconds between samples that start a new recording
+               strict:bool=False,   # raise at the first bad line instead of skipping it
+              ) -> Source:
     "Read WISDM v1.1 raw accelerometer data into a `Source` of per-(user, activity run) recordings."
     fname = _find(path, WISDM_FILE, f'{WISDM_FILE} from WISDM_ar_latest.tar.gz')[0]
     report = _new_report()
@@ -174,8 +195,14 @@ def _drop_duplicates(rec: list[Recording], fname, codes, report) -> list[Recordi
     return out
 
 # %% ../nbs/02_wisdm.ipynb #7abede68
-def read_wisdm2019(path, device: str = 'watch', sensor: str = 'accel', activities=None, max_gap: float = 1.0,
-                   drop_duplicates: bool = True, strict: bool = False) -> Source:
+def read_wisdm2019(path,                      # the WISDM 2019 folder (or a subset of its files)
+                   device:str='watch',        # 'watch' or 'phone'
+                   sensor:str='accel',        # 'accel' or 'gyro'
+                   activities=None,           # activity codes to keep (default: all)
+                   max_gap:float=1.0,         # seconds between samples that start a new recording
+                   drop_duplicates:bool=True, # drop repeated (timestamp, values) records
+                   strict:bool=False,         # raise at the first bad line instead of skipping it
+                  ) -> Source:
     "Read WISDM 2019 raw files `data_{subject}_{sensor}_{device}.txt` (with or without timestamps) into a `Source`."
     if device not in ('watch', 'phone') or sensor not in ('accel', 'gyro'):
         raise ValueError(f"device must be 'watch' or 'phone' and sensor 'accel' or 'gyro', got {device!r}, {sensor!r}")
