@@ -17,7 +17,6 @@ from fastcore.script import call_parse
 try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
 except ImportError: CliError = SystemExit   # older fastcore
 import hark_nbdev
-from .attention import keep_maps
 from .profile import median_seconds
 from .checkpoint import CheckpointError, load_model, model_path, data_meta
 from .datasets import get_data
@@ -103,7 +102,7 @@ def to_onnx(model: nn.Module, path, fold_norm: bool = True, opset: int = OPSET) 
     buf = io.BytesIO()
     was = model.training; model.eval()
     try:
-        with keep_maps(model, False), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter('ignore')   # the exporter's deprecation and tracer notes
             torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_axes={INPUT: {0: 'batch'}, OUTPUT: {0: 'batch'}})
