@@ -107,7 +107,7 @@ class DistillationCallback(Callback):
         self.teacher_modules = None if teacher_modules is None else check_map_modules(teacher_modules)
         self.show, self.cache, self.history, self.last = show, cache, [], {}
         self._t_logits = self._t_maps = self._s_maps = self._cache = self._hooks = None
-        self._columns = []
+        self._columns, self._ready = [], False
         self.freeze_teacher()
 
     def _init_state(self):
@@ -163,8 +163,15 @@ class DistillationCallback(Callback):
     def _column(self, key): return self.last.get(key, math.nan)
 
     def before_fit(self):
-        "Check the setup on two windows, hook the map modules, fill the teacher cache and add the loss columns."
-        self._remove_columns(); self.remove_hooks()        # what a fit that died of an exception left
+        "Remove what a fit that died of an exception left, and add the loss columns (before the Recorder reads the metrics)."
+        self._remove_columns(); self.remove_hooks()
+        self._ready = False
+        if self.show:
+            self._columns = [ValueMetric(partial(self._column, k), k) for k in self.columns]
+            self.learn.metrics = list(self.learn.metrics) + self._columns
+
+    def _setup(self):
+        "Check the setup on two windows, hook the map modules and fill the teacher cache."
         if self.teacher is None:
             raise ValueError("DistillationCallback has no teacher (teachers are not saved with an exported Learner); set `cb.teacher` first")
         try:
@@ -175,12 +182,12 @@ class DistillationCallback(Callback):
             use = self.cache and self.uses_teacher and cacheable(self.dls.train)
             self._cache = teacher_outputs(self.teacher, self.dls.train, self._hooks and self._hooks[1].modules) if use else None
         except BaseException: self.remove_hooks(); raise
-        self.history, self.last = [], {}
-        if self.show:
-            self._columns = [ValueMetric(partial(self._column, k), k) for k in self.columns]
-            self.learn.metrics = list(self.learn.metrics) + self._columns
+        self.history, self.last, self._ready = [], {}, True
 
-    def before_train(self): self._sums, self._n = {}, 0
+    def before_train(self):
+        "At the fit's first training phase, the setup (fastai also calls `before_fit` in `validate`, `get_preds` and `predict`)."
+        if not self._ready: self._setup()
+        self._sums, self._n = {}, 0
 
     def before_batch(self):
         "Forget the previous forward's maps, so a map module that does not run cannot pass off an old map."
