@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
-from .data import format_report
 from .datasets import get_data
 from .profile import profile_model
 from .data import format_report
