@@ -59,6 +59,7 @@ class RunSettings:
     reduction: int = None         # CBAM channel-MLP reduction ratio (default: the model's); attention models only
     kernel: int = None            # CBAM spatial-attention kernel size, odd (default: the model's); attention models only
     dropout: float = None         # dropout before the classifier head, 0 <= p < 1 (default: the model's, none)
+    folds: str = None             # subject-wise cross-validation: K >= 2 (K-fold) or 'loso' (leave one subject out); default: the protocol's fixed split
     recipe: str = None            # named defaults of the training recipe: 'v1' (default) or the study's 'paper' (see configs.RECIPES)
     init: str = None              # initial weights: 'keras' or 'torch' (default: the recipe's, keras)
     revive: bool = None           # flip dead conv filters alive on training windows before training (default: the recipe's)
@@ -128,6 +129,13 @@ def _folder(name, v, none=True, out=False):
     if out and Path(v).exists() and not Path(v).is_dir(): raise SettingsError(f"{name}={str(v)!r}: {v} is a file, not a folder; name a folder for the run")
     return str(v)
 
+def _folds(name, v):
+    "None, 'loso', or an int K >= 2 (its digits too, as a command line gives them)."
+    if v is None or v == 'loso': return v
+    if isinstance(v, str) and v.strip().isdigit(): v = int(v)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 2: _fail(name, v, "'loso' or an int K >= 2 (subject-wise K-fold), or None")
+    return int(v)
+
 def _kernel(name, v):
     v = _int(name, v)
     if v is not None and v % 2 == 0: _fail(name, v, "an odd int >= 1 or None")
@@ -156,7 +164,7 @@ _CHECKS = dict(
     lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
     label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
     augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
-    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool)
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool, folds=_folds)
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
