@@ -1,4 +1,4 @@
-"""`hark-run`, `hark-data` and `hark-plots`: parse with the standard library, then import the work.
+"""`hark-run`, `hark-data`, `hark-plots` and `hark-report`: parse with the standard library, then import the work.
 
 Docs: https://hark-nbdev.github.io/hark_nbdev/cli.html.md"""
 
@@ -26,7 +26,8 @@ def run_command(prog:str,                   # the command's name
     with command_errors(prog, a.debug), library_imports(): work(a)
 
 # %% auto #0
-__all__ = ['library_imports', 'run_command', 'hark_run', 'data_parser', 'hark_data', 'plots_parser', 'hark_plots']
+__all__ = ['library_imports', 'run_command', 'hark_run', 'data_parser', 'hark_data', 'plots_parser', 'hark_plots',
+           'report_parser', 'hark_report']
 
 # %% ../nbs/36_cli.ipynb #ee244321
 def _run(a):
@@ -82,3 +83,20 @@ def _plots(a):
 def hark_plots(argv:list=None):   # the arguments (default: the command line)
     "Draw the study's figures of a run into its run folder (or `--out`)."
     run_command('hark-plots', plots_parser(), argv, _plots)
+
+def report_parser(prog='hark-report') -> OneLineParser:
+    "The `hark-report` command line."
+    p = OneLineParser(prog=prog, description="Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p).")
+    p.add_argument('run_dir', help="run folder holding results.csv (written by hark-run --out DIR)")
+    p.add_argument('--baseline', help="compare every other configuration with this one (default: each with its own: RB-KD, LM-Att over LM; RB-KD-Att over LM-Att; RAB-KD over RB-KD-Att and LM)")
+    p.add_argument('--dataset', help="the dataset of the run (default: the only one)")
+    p.add_argument('--json', action='store_true', help="print one JSON object (numbers) instead of markdown")
+    return p
+
+def _report(a):
+    from hark_nbdev.report import report_text
+    print(report_text(a.run_dir, a.baseline, a.dataset, as_json=a.json))
+
+def hark_report(argv:list=None):   # the arguments (default: the command line)
+    "Print the result table and the paired gains of a run (see `report.report_text`)."
+    run_command('hark-report', report_parser(), argv, _report)

@@ -486,19 +486,27 @@ def _repr(self:HARData):
 HARData.__repr__ = _repr
 
 # %% ../nbs/00_data.ipynb #8f0dd00f
-def synthetic_data(n=600,        # windows
-                   n_classes=3,  # classes
-                   window=32,    # samples per window
-                   n_channels=6, # channels
-                   n_subjects=6, # subjects (>= 3: the last is test, the one before validation)
-                   seed=0,       # seed of the windows
-                   bs=64,        # batch size
+def synthetic_data(n=600,          # windows
+                   n_classes=3,    # classes
+                   window=32,      # samples per window
+                   n_channels=6,   # channels
+                   n_subjects=6,   # subjects (>= 3)
+                   seed=0,         # seed of the windows (and of the folds)
+                   bs=64,          # batch size
+                   folds=None,     # None: test the last subject, validate on the one before; else K or 'loso' (`subject_folds`)
+                   fold=None,      # with `folds`: which fold
                   ) -> HARData:
-    "A subject-split `HARData` of `synthetic_windows`, for fast tests."
+    "A subject-split `HARData` of `synthetic_windows` (or one of its subject-wise folds), for fast tests."
     if n_subjects < 3: raise ValueError(f"synthetic_data needs >= 3 subjects (train/valid/test), got {n_subjects}")
     ws = synthetic_windows(n, n_classes, window, n_channels, n_subjects, seed)
-    sp = subject_split(ws, test_subjects=[n_subjects - 1], valid_subjects=[n_subjects - 2])
-    proto = dict(dataset='synthetic', protocol='subject', window=window, step=window, label='n/a',
-                 split=f'test subject {n_subjects - 1}, valid subject {n_subjects - 2}', seed=seed)
+    proto = dict(dataset='synthetic', protocol='subject', window=window, step=window, label='n/a', seed=seed)
+    if folds is None:
+        sp = subject_split(ws, test_subjects=[n_subjects - 1], valid_subjects=[n_subjects - 2])
+        proto['split'] = f'test subject {n_subjects - 1}, valid subject {n_subjects - 2}'
+    else:
+        fs = subject_folds(ws, folds, seed)
+        if fold is None or not 0 <= fold < len(fs): raise ValueError(f"fold must be 0..{len(fs) - 1} for folds={folds!r}, got {fold!r}")
+        sp = fold_split(ws, fs[fold])
+        proto.update(split=f"fold {fold} of {len(fs)}: test subjects {fs[fold]['test']}", folds=folds, fold=fold, n_folds=len(fs))
     return HARData.from_windows(sp['train'], sp['valid'], sp['test'], [f'class{i}' for i in range(n_classes)],
                                 [f'ch{i}' for i in range(n_channels)], 50., proto, bs=bs, seed=seed)

@@ -180,7 +180,8 @@ def get_data(name,              # dataset name (`DATASETS`) or a `DatasetSpec`
              **opts,            # protocol keys (`PROTOCOL_KEYS`) or reader options
             ) -> HARData:
     "A normalised `HARData` for dataset `name` ('synthetic': the toy set of the tests) under `protocol` (or one subject-wise fold of it); `opts` override protocol keys or go to the reader."
-    if name == 'synthetic' and folds is None: return synthetic_data(window=window or 32, seed=seed, bs=bs)   # the tests' toy set: no files
+    if name == 'synthetic':   # the tests' toy set: no files
+        return synthetic_data(window=window or 32, seed=seed, bs=bs, folds=_check_folds(protocol, folds, fold, opts), fold=fold)
     spec = get_spec(name)
     _check_options(path, bs, seed)
     folds = _check_folds(protocol, folds, fold, opts)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
-from .data import format_report
 from .datasets import get_data
 from .profile import profile_model
 from .data import format_report
@@ -42,15 +41,16 @@ def _scalar(v): return v.item() if hasattr(v, 'item') else v
 def _untrained(name, data, seed, **opts): return build_learner(name, data, seed=seed, **opts).model
 
 class Runner:
-    "Train, evaluate, profile and store (config, seed) runs of one dataset in run folder `store.out`, as `settings` say."
+    "Train, evaluate, profile and store (config, seed) runs of one dataset (one fold of it) in run folder `store.out`, as `settings` say."
     def __init__(self, data,                      # the `HARData` every configuration trains on
                  store:ResultsStore,              # the run folder's results
                  settings:RunSettings,            # the run's settings (see `run_settings`)
                  train_fn=train_config,           # train_fn(config, data, teacher=, epochs=, patience=, seed=, schedule=, **options) -> (learner, info)
                  evaluate_fn=evaluate,            # evaluate_fn(model, data) -> test metrics
                  profile_fn=profile_model,        # profile_fn(model, window, n_channels) -> cost
-                 model_fn=_untrained):            # model_fn(name, data, seed, **model options) -> an untrained model to load weights into
-        store_attr(); self.teachers = {}  # (name, seed) -> (model, info)
+                 model_fn=_untrained,             # model_fn(name, data, seed, **model options) -> an untrained model to load weights into
+                 fold:int=None):                  # the fold `data` is, in a run with `settings.folds` (None: the fixed split)
+        store_attr(); self.teachers = {}  # (name, seed) -> (model, info), of this fold: each fold trains its own teachers
         self.s = run_settings(settings)
         self.dataset, self.protocol = self.s.dataset, self.s.protocol
 
@@ -68,11 +68,11 @@ class Runner:
 
     def model_file(self, name, seed) -> Path:
         "Where the weights of configuration `name` for `seed` are kept."
-        return model_path(self.store.out, self.dataset, self.protocol, name, seed)
+        return model_path(self.store.out, self.dataset, self.protocol, name, seed, self.fold)
 
     def save(self, config, seed, model, info, teacher=None):
         "Save the trained `model` of `config` and `seed` with what rebuilds it (`checkpoint.save_model`)."
-        save_model(model, self.model_file(config, seed), config=config, seed=seed, dataset=self.dataset, protocol=self.protocol,
+        save_model(model, self.model_file(config, seed), config=config, seed=seed, fold=self.fold, dataset=self.dataset, protocol=self.protocol,
                    teacher=teacher, info={k: _scalar(v) for k, v in info.items()}, **data_meta(self.data))
 
     def train(self, config, seed, teacher=None):
@@ -99,12 +99,13 @@ class Runner:
     def row(self, config, seed, model, info, teacher=None) -> dict:
         "Evaluate and profile `model`; the results row (`RESULT_COLS`) with training facts, model options and protocol."
         d, p = self.data, self.data.protocol
-        row = dict(dataset=self.dataset, config=config, seed=seed, **self.evaluate_fn(model, d), **self.profile_fn(model, d.window, d.n_channels))
+        row = dict(dataset=self.dataset, config=config, seed=seed, fold=self.fold, **self.evaluate_fn(model, d), **self.profile_fn(model, d.window, d.n_channels))
         row.update({k: _scalar(v) for k, v in info.items() if k in RESULT_COLS and k not in row and np.isscalar(_scalar(v))})
         cbam = bool(getattr(model, 'sites', ()))
         row.update(max_epochs=self.max_epochs(config), schedule=self.s.schedule, teacher=teacher or '', sites='+'.join(getattr(model, 'sites', ())),
                    reduction=getattr(model, 'reduction', None) if cbam else None, kernel=getattr(model, 'kernel', None) if cbam else None,
                    dropout=getattr(getattr(model, 'drop', None), 'p', None), protocol=self.protocol, split=p.get('split'),
+                   folds=None if self.fold is None else str(self.s.folds), test_subjects='+'.join(map(str, d.test.subjects)) if self.fold is not None else None,
                    window=d.window, step=p.get('step'), label=p.get('label'), data_seed=p.get('seed'),
                    n_train=len(d.train), n_valid=len(d.valid), n_test=len(d.test), n_classes=d.n_classes,
                    n_channels=d.n_channels, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -129,7 +130,7 @@ class Runner:
 
 # %% ../nbs/34_experiment.ipynb #2a32177c
 RESUME_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites',
-               'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout')   # what makes rows comparable
+               'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout', 'folds')   # what makes rows comparable
 
 def _last_record(out, dataset, key) -> dict:
     "`key` ('settings' or 'data') of the last invocation on `dataset` recorded in `out/run.json`, or None."
@@ -176,50 +177,64 @@ def summary_line(rows:pd.DataFrame,  # the run's rows
                  n_seeds:int,        # how many seeds
                  n_new:int,          # how many rows it trained now
                  path,               # where the rows are
+                 n_folds:int=None,   # how many folds (None: the fixed split)
                 ) -> str:
-    "One line: what the run covers and the best configuration by mean macro F1."
+    "One line: what the run covers and the best configuration by mean macro F1 (over seeds, or seeds x folds)."
     s = summarize(rows).sort_values('f1_macro_mean', ascending=False).iloc[0]
     std = '' if np.isnan(s['f1_macro_std']) else f" ± {100*s['f1_macro_std']:.2f}"
-    return (f"{dataset}: {n_configs} configs x {n_seeds} seed{'s' * (n_seeds > 1)}, {len(rows)} rows ({n_new} trained now), "
-            f"best {s['config']} F1 {100*s['f1_macro_mean']:.2f}{std}, written to {path}")
+    return (f"{dataset}: {n_configs} configs x {n_seeds} seed{'s' * (n_seeds > 1)}" + (f" x {n_folds} folds" if n_folds else '')
+            + f", {len(rows)} rows ({n_new} trained now), best {s['config']} F1 {100*s['f1_macro_mean']:.2f}{std}, written to {path}")
 
 def plan(s:RunSettings,  # the run's settings
+         n_folds=None,   # the number of folds of a run with `s.folds` (None: the fixed split)
         ) -> list:
-    "The (config, seed) pairs of a run; with shared teachers, the teacher configurations only for the seeds they are trained with."
-    return [(c, k) for k in s.seeds for c in s.configs if not (s.teacher_seeds and c in TEACHERS and k >= s.teacher_seeds)]
+    "The (config, seed, fold) units of a run, fold by fold (fold None: the fixed split); with shared teachers, the teacher configurations only for the seeds they are trained with."
+    return [(c, k, f) for f in (range(n_folds) if n_folds else [None]) for k in s.seeds for c in s.configs
+            if not (s.teacher_seeds and c in TEACHERS and k >= s.teacher_seeds)]
 
 def _train_rows(runner, todo, progress):
-    "Run every (config, seed) of `todo`, printing one line each."
+    "Run every (config, seed, fold) of `todo` (all of `runner`'s fold), printing one line each."
     mb = master_bar(todo) if progress else todo
-    for c, k in mb:
+    for c, k, f in mb:
         row = runner.run(c, k)
-        msg = f"{c} seed {k}: F1 {100*row['f1_macro']:.2f}, accuracy {100*row['accuracy']:.2f}, {row['epochs']} epochs"
+        msg = f"{c} seed {k}" + ('' if f is None else f" fold {f}") + f": F1 {100*row['f1_macro']:.2f}, accuracy {100*row['accuracy']:.2f}, {row['epochs']} epochs"
         if row.get('pred_classes') == 1: msg += ', predicts ONE class for every test window (a collapsed training?)'
         mb.write(msg) if progress else print(msg)
 
 def _now(): return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
+def _fold_data(data_fn, s, fold):
+    "The data of `fold` (None: the fixed split) as `data_fn` gives it."
+    if fold is None: return data_fn(s.dataset, path=s.path, protocol=s.protocol)
+    return data_fn(s.dataset, path=s.path, protocol=s.protocol, folds=s.folds, fold=fold)
+
 def run_experiment(settings=None,             # a `RunSettings`, or a dataset name (give the other fields as keywords)
                    progress:bool=True,        # fastprogress bars (else one printed line per row)
-                   data_fn=get_data,          # data_fn(dataset, path=, protocol=) -> HARData
+                   data_fn=get_data,          # data_fn(dataset, path=, protocol=[, folds=, fold=]) -> HARData
                    hooks:dict=None,           # `Runner` hooks (train_fn, evaluate_fn, profile_fn, model_fn), e.g. stand-ins in tests
                    **fields,                  # `RunSettings` fields, overriding those of `settings`
                   ) -> pd.DataFrame:
-    "Train, evaluate and profile `configs` x `seeds` on `dataset` into run folder `out`, resuming what is there."
+    "Train, evaluate and profile `configs` x `seeds` (x folds) on `dataset` into run folder `out`, resuming what is there."
     s = run_settings(settings, **fields)
     store = ResultsStore(s.out)
     if store.removed: print(f"removed {len(store.removed)} temporary file(s) that an interrupted write left in {s.out}")
     check_resume(store, s)
-    todo = [(c, k) for c, k in plan(s) if not store.done(s.dataset, c, k)]
-    if len(todo) < len(plan(s)): print(f"{s.dataset}: {len(plan(s)) - len(todo)} of {len(plan(s))} runs already in {store.path}")
-    data = data_fn(s.dataset, path=s.path, protocol=s.protocol) if todo else None   # not read when every row is done
+    # with folds, fold 0 is always read: it checks every fold's subjects (before any training) and tells how many folds there are
+    data = _fold_data(data_fn, s, 0) if s.folds else None
+    n_folds = data.protocol['n_folds'] if s.folds else None
+    units = plan(s, n_folds)
+    todo = [u for u in units if not store.done(s.dataset, *u)]
+    if len(todo) < len(units): print(f"{s.dataset}: {len(units) - len(todo)} of {len(units)} runs already in {store.path}")
+    if data is None and todo: data = _fold_data(data_fn, s, None)   # not read when every row is done
     if hasattr(data, 'summary'): print(f"{s.dataset}: {format_report(data.summary())}")   # the parse report, as hark-data shows it
     rec = data_record(data, s) if data is not None else None
     if rec: check_data(store, s, rec)
     log_run(s.out, dict(dataset=s.dataset, settings=s.to_dict(), data=rec))   # only now: a run that fails before this leaves no run.json
     n_before = len(store.df)
     try:
-        if todo: _train_rows(Runner(data, store, s, **(hooks or {})), todo, progress)
+        for f in dict.fromkeys(u[2] for u in todo):   # fold by fold: each fold's data is read once, its teachers trained once
+            d = data if f in (None, 0) else _fold_data(data_fn, s, f)
+            _train_rows(Runner(d, store, s, fold=f, **(hooks or {})), [u for u in todo if u[2] == f], progress)
     except KeyboardInterrupt:
         log_run(s.out, None, interrupted=_now(), rows_trained=len(store.df) - n_before)
         print(f"interrupted: {len(store.df)} rows kept in {store.path}; run the same command again to resume")
@@ -228,5 +243,5 @@ def run_experiment(settings=None,             # a `RunSettings`, or a dataset na
     rows = store.rows(s.dataset)
     rows = rows[rows['config'].isin(s.configs) & rows['seed'].isin(s.seeds)].reset_index(drop=True)
     log_run(s.out, None, finished=_now(), rows_trained=len(store.df) - n_before)
-    print(summary_line(rows, s.dataset, len(s.configs), len(s.seeds), len(store.df) - n_before, store.path))
+    print(summary_line(rows, s.dataset, len(s.configs), len(s.seeds), len(store.df) - n_before, store.path, n_folds))
     return rows

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/plots.html.md"""
 
 # %% auto #0
 __all__ = ['NEEDED', 'LABELS', 'PERCENT', 'KINDS', 'load_results', 'fmt_count', 'plot_baselines', 'plot_resources',
-           'plot_relative', 'plot_tradeoff', 'plot_all', 'figures_dir']
+           'plot_relative', 'plot_tradeoff', 'plot_intervals', 'plot_folds', 'plot_all', 'figures_dir']
 
 # %% ../nbs/33_plots.ipynb #e541f581
 import warnings
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .configs import CONFIGS
-from .results import summarize, slug
+from .results import summarize, slug, unit_rows, f1_intervals, fold_table
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -51,20 +51,27 @@ def _order(configs):
     return known + [c for c in dict.fromkeys(configs) if c not in CONFIGS]
 
 def _stats(df, col, configs=None):
-    "Per dataset: (configs, means, stds) of `col` over seeds, in display order (std 0 for one seed)."
+    "Per dataset: (configs, means, stds) of `col` over seeds, in display order (std NaN for one seed: no error bar)."
     sm = summarize(df).set_index(['dataset', 'config'])
     out = {}
     for d in df['dataset'].unique():
         cs = [c for c in _order(df.loc[df['dataset'] == d, 'config']) if configs is None or c in configs]
-        m, s = sm.loc[[(d, c) for c in cs], f'{col}_mean'].values, sm.loc[[(d, c) for c in cs], f'{col}_std'].fillna(0).values
+        m, s = sm.loc[[(d, c) for c in cs], f'{col}_mean'].values, sm.loc[[(d, c) for c in cs], f'{col}_std'].values
         k = 100 if col in PERCENT else 1
         out[d] = (cs, m*k, s*k)
     return out
 
+def _err(s):
+    "Error bars for stds `s`: None when no configuration has one (one seed), so no zero-height bar is drawn."
+    s = np.asarray(s, dtype=float)
+    return None if np.isnan(s).all() else s
+
 # %% ../nbs/33_plots.ipynb #81bbc6cc
-def _bar_labels(ax, bars, texts, **kw):
-    "Write `texts` above `bars`."
-    for b, t in zip(bars, texts): ax.annotate(t, (b.get_x() + b.get_width()/2, b.get_height()), ha='center', va='bottom', fontsize=7, **kw)
+def _bar_labels(ax, bars, texts, err=None, **kw):
+    "Write `texts` above `bars`, and above their error bars `err` where there are some."
+    err = np.nan_to_num(np.zeros(len(bars)) if err is None else np.asarray(err, dtype=float))
+    for b, t, e in zip(bars, texts, err):
+        ax.annotate(t, (b.get_x() + b.get_width()/2, b.get_height() + e), ha='center', va='bottom', fontsize=7, **kw)
 
 def plot_baselines(df,                             # results (see `load_results`)
                    models=('LM', 'MM', 'OM'),      # the baseline configurations, one bar each
@@ -81,11 +88,12 @@ def plot_baselines(df,                             # results (see `load_results`
         x, w = np.arange(len(metrics)), 0.8/len(cs)
         for i, c in enumerate(cs):
             ms = [stats[m][d][1][i] for m in metrics]; ss = [stats[m][d][2][i] for m in metrics]
-            bars = ax.bar(x + (i - (len(cs) - 1)/2)*w, ms, w, yerr=ss, capsize=2, label=c)
-            _bar_labels(ax, bars, [f'{v:.1f}' for v in ms])
+            bars = ax.bar(x + (i - (len(cs) - 1)/2)*w, ms, w, yerr=_err(ss), capsize=2, label=c)
+            _bar_labels(ax, bars, [f'{v:.1f}' for v in ms], ss)
         ax.set_xticks(x, [LABELS.get(m, m) for m in metrics]); ax.set_ylabel('%'); ax.set_title(d)
         lo = min(min(stats[m][d][1]) for m in metrics)
-        ax.set_ylim(max(0, lo - 15), 100); ax.legend(fontsize=8, loc='lower right')
+        ax.set_ylim(max(0, lo - 15), 100)
+        ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.1), ncol=len(cs), frameon=False)   # below: never over a bar
     fig.suptitle('Baseline performance'); fig.tight_layout()
     return fig
 
@@ -100,7 +108,8 @@ def plot_resources(df,                                    # results (see `load_r
     for r, col in enumerate(cols):
         for ax, (d, (cs, m, s)) in zip(axs[r], _stats(df, col).items()):
             bars = ax.bar(cs, m, color=[f'C{i}' for i in range(len(cs))])
-            _bar_labels(ax, bars, [fmt_count(v) for v in m])
+            _bar_labels(ax, bars, [fmt_count(v) for v in m], rotation=90)   # upright: OM and OM-Att have wide, near-equal labels
+            lo = np.min(m) / 1.5; ax.set_ylim(lo, np.max(m) * (np.max(m) / lo) ** 0.4)   # room above for the upright labels (log axis)
             ax.set_yscale('log'); ax.set_ylabel(LABELS.get(col, col)); ax.tick_params(axis='x', labelrotation=45, labelsize=8)
             if r == 0: ax.set_title(d)
     fig.suptitle('Model size and FLOPs'); fig.tight_layout()
@@ -124,15 +133,16 @@ def plot_relative(df,                        # results (see `load_results`)
     stats = {c: _stats(rows, c)[dataset] for c in cols}
     cs = [c for c in stats[cols[0]][0] if c not in exclude]
     fig, ax = plt.subplots(figsize=(1.1*len(cs) + 2, 3.5))
-    x, w, ref, allv = np.arange(len(cs)), 0.8/len(cols), {}, []
+    x, w, ref, lows, highs = np.arange(len(cs)), 0.8/len(cols), {}, [], []
     for i, col in enumerate(cols):
         names, m, s = stats[col]
         ref[col] = m[names.index(base)]
         rel, err = [m[names.index(c)]/ref[col] for c in cs], [s[names.index(c)]/ref[col] for c in cs]
-        bars = ax.bar(x + (i - (len(cols) - 1)/2)*w, rel, w, yerr=err, capsize=2, label=LABELS.get(col, col))
-        _bar_labels(ax, bars, [f'{v:.2f}' for v in rel]); allv += rel
+        bars = ax.bar(x + (i - (len(cols) - 1)/2)*w, rel, w, yerr=_err(err), capsize=2, label=LABELS.get(col, col))
+        _bar_labels(ax, bars, [f'{v:.2f}' for v in rel], err)
+        lows += list(np.asarray(rel)); highs += list(np.asarray(rel) + np.nan_to_num(err))   # labels sit above the error bars
     ax.axhline(1, color='grey', lw=0.8, ls='--')
-    lo, hi = min(allv), max(allv)
+    lo, hi = min(lows), max(highs)
     ax.set_ylim(max(0, lo - 0.15*(hi - lo + 0.1)), hi + 0.25*(hi - lo + 0.1))
     ax.set_xticks(x, cs); ax.set_ylabel(f'relative to {base}'); ax.legend(fontsize=8, loc='upper right', ncol=len(cols))
     box = '  '.join(f"{LABELS.get(c, c)} {ref[c]:.2f}%" if c in PERCENT else f"{LABELS.get(c, c)} {fmt_count(ref[c])}" for c in cols)
@@ -143,6 +153,13 @@ def plot_relative(df,                        # results (see `load_results`)
     return fig
 
 # %% ../nbs/33_plots.ipynb #62a62b0c
+def _label_offset(xm, ym, i, near=0.06):
+    "Offset (points) of point `i`'s label: above right, or below right when an earlier point sits close by (log x)."
+    lx, y = np.log10(np.asarray(xm, dtype=float)), np.asarray(ym, dtype=float)
+    dx, dy = np.ptp(lx) or 1., np.ptp(y) or 1.
+    close = any(abs(lx[j] - lx[i]) / dx < 2 * near and abs(y[j] - y[i]) / dy < near for j in range(i))
+    return (4, -10) if close else (4, 4)
+
 def plot_tradeoff(df,            # results (see `load_results`)
                   x='macs',      # the cost on the (log) x axis
                   y='f1_macro',  # the score on the y axis
@@ -154,10 +171,54 @@ def plot_tradeoff(df,            # results (see `load_results`)
     for ax, d in zip(axs[0], xs):
         cs, xm, _ = xs[d]; _, ym, ysd = ys[d]
         for i, c in enumerate(cs):
-            ax.errorbar(xm[i], ym[i], yerr=ysd[i], fmt='o', capsize=3, color=f'C{i}', label=c)
-            ax.annotate(c, (xm[i], ym[i]), textcoords='offset points', xytext=(4, 4), fontsize=7)
+            ax.errorbar(xm[i], ym[i], yerr=None if np.isnan(ysd[i]) else ysd[i], fmt='o', capsize=3, color=f'C{i}', label=c)
+            ax.annotate(c, (xm[i], ym[i]), textcoords='offset points', xytext=_label_offset(xm, ym, i), fontsize=7)
         ax.set_xscale('log'); ax.set_xlabel(LABELS.get(x, x)); ax.set_ylabel(LABELS.get(y, y) + (' %' if y in PERCENT else ''))
         ax.set_title(d); ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_plots.ipynb #3f01d002
+def plot_intervals(df,                # results: a DataFrame, a results.csv path or a run folder
+                   metric='f1_macro', # the metric, a fraction (drawn in percent)
+                   **kw,              # `mean_ci` options: confidence, n_resamples, seed
+                  ):
+    "Mean `metric` (percent) of every configuration over its (seed, fold) units with its bootstrap interval, one panel per dataset."
+    df = load_results(df)
+    ds = list(df['dataset'].unique())
+    fig, axs = plt.subplots(1, len(ds), figsize=(4.8*len(ds), 0.45*df['config'].nunique() + 1.6), squeeze=False)
+    for ax, d in zip(axs[0], ds):
+        ci = f1_intervals(df, d, metric, order=tuple(CONFIGS), **kw)
+        y = np.arange(len(ci))[::-1]
+        err = np.array([ci['mean'] - ci['ci_low'], ci['ci_high'] - ci['mean']]).clip(0)   # NaN (one unit): no bar
+        for i, (c, r) in enumerate(ci.iterrows()):
+            ax.errorbar(r['mean'], y[i], xerr=np.nan_to_num(err[:, i:i+1]), fmt='o', capsize=3, color=f'C{i}')
+            ax.annotate(f"{r['mean']:.1f}  (n={int(r['units'])})", (r['mean'], y[i]), textcoords='offset points', xytext=(0, 6),
+                        ha='center', fontsize=7)
+        ax.set_yticks(y, ci.index); ax.set_ylim(-0.7, len(ci) - 0.3)
+        ax.set_xlabel(f"{LABELS.get(metric, metric)} %, mean and {kw.get('confidence', 0.95):.0%} bootstrap CI"); ax.set_title(d)
+        ax.grid(axis='x', alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/33_plots.ipynb #3f01d005
+def plot_folds(df,                 # results of a run with folds: a DataFrame, a results.csv path or a run folder
+               dataset=None,       # the dataset (default: the only one)
+               metric='f1_macro',  # the metric, a fraction (drawn in percent)
+               configs=None,       # configurations to show (default: all, in CONFIGS order)
+              ):
+    "Heat map of `metric` (percent, mean over seeds) per configuration and fold (`results.fold_table`), with the mean over folds as the last column."
+    r = load_results(df)
+    m = fold_table(r if configs is None else r[r['config'].isin(configs)], dataset, metric, order=tuple(CONFIGS))
+    fig, ax = plt.subplots(figsize=(0.62*m.shape[1] + 2.2, 0.42*len(m) + 1.4))
+    im = ax.imshow(m.values, cmap='viridis', aspect='auto')
+    for (i, j), v in np.ndenumerate(m.values):
+        if np.isfinite(v): ax.text(j, i, f'{v:.0f}', ha='center', va='center', fontsize=7, color='white' if v < np.nanmean(m.values) else 'black')
+    ax.set_xticks(range(m.shape[1]), m.columns, rotation=90, fontsize=8); ax.set_yticks(range(len(m)), m.index, fontsize=8)
+    ax.axvline(m.shape[1] - 1.5, color='white', lw=2)
+    fig.colorbar(im, ax=ax, label=f"{LABELS.get(metric, metric)} %")
+    u = unit_rows(r, dataset)
+    ax.set_title(f"{u['dataset'].iloc[0]}: per fold, mean over {u['seed'].nunique()} seed(s)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -182,6 +243,9 @@ def plot_all(results,  # a DataFrame, a results.csv or a run folder
         for kind, name in (('recognition', 'recognition'), ('resources', 'resource')):
             paths.append(_save(plot_relative(df, d, kind), out/f'{name}-{slug(d)}.png'))
     paths.append(_save(plot_tradeoff(df), out/'f1-vs-macs.png'))
+    paths.append(_save(plot_intervals(df), out/'f1-intervals.png'))
+    for d in df['dataset'].unique():   # the per-fold view, for runs with subject-wise folds
+        if 'fold' in df and df.loc[df['dataset'] == d, 'fold'].notna().any(): paths.append(_save(plot_folds(df, d), out/f'folds-{slug(d)}.png'))
     return paths
 
 # %% ../nbs/33_plots.ipynb #febf720c

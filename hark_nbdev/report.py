@@ -9,16 +9,13 @@ from __future__ import annotations
 import json as _json
 from pathlib import Path
 import numpy as np, pandas as pd
-from fastcore.script import call_parse
-try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
-except ImportError: CliError = SystemExit   # older fastcore
 from .configs import CONFIGS, TEACHER_OF, TEACHERS
-from .results import summarize, mean_ci, ResultsStore
+from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, ResultsStore
 
 # %% auto #0
 __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
-           'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table',
-           'f1_intervals', 'report_data', 'hark_report', 'few_units_note']
+           'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table', 'report_data',
+           'report_text', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean,       # a mean (a fraction, by default)
@@ -30,22 +27,11 @@ def pm(mean,       # a mean (a fraction, by default)
     return f"{mean*scale:.{nd}f}" + ('' if pd.isna(std) else f" ± {std*scale:.{nd}f}")
 
 # %% ../nbs/35_report.ipynb #06b2de81
-UNIT = ['seed', 'fold']   # a unit of comparison: one seed on one fold (a fixed split's rows have no fold: -1 here)
-
-def _unit_rows(res, dataset=None) -> pd.DataFrame:
-    "The rows of one dataset (the only one, or `dataset`) with `fold` filled in (-1 for the fixed splits)."
-    ds = list(dict.fromkeys(res['dataset']))
-    if dataset is None:
-        if len(ds) != 1: raise ValueError(f"the results hold datasets {ds}: pass dataset=")
-        dataset = ds[0]
-    if dataset not in ds: raise ValueError(f"no rows of dataset {dataset!r}; the results hold {ds}")
-    r = res[res['dataset'] == dataset]
-    fold = pd.to_numeric(r['fold'], errors='coerce') if 'fold' in r else pd.Series(np.nan, index=r.index)
-    return r.assign(fold=fold.fillna(-1).astype(int))
+UNIT = ['seed', 'fold']   # a unit of comparison: one seed on one fold (`results.unit_rows`: -1 for a fixed split)
 
 def _summary(res, dataset=None) -> pd.DataFrame:
     "`summarize` of one dataset (the only one, or `dataset`), indexed by configuration in `CONFIGS` order."
-    s = summarize(_unit_rows(res, dataset)).set_index('config')
+    s = summarize(unit_rows(res, dataset)).set_index('config')
     return s.loc[[c for c in CONFIGS if c in s.index]]
 
 def result_table(res:pd.DataFrame,  # results rows (results.csv)
@@ -115,7 +101,7 @@ def paired_units(res: pd.DataFrame,   # results rows (results.csv)
                  dataset=None,        # the dataset (default: the only one in `res`)
                 ) -> pd.DataFrame:
     "`metric` of `base` and `config` (two columns) on every (seed, fold) unit both ran, one row per unit."
-    r = _unit_rows(res, dataset)
+    r = unit_rows(res, dataset)
     have = list(dict.fromkeys(r['config']))
     for c, what in ((base, 'the baseline '), (config, '')):
         if c not in have: raise ValueError(f"no rows of {what}{c!r}; the results hold {have}")
@@ -159,7 +145,7 @@ def gain_stats(res: pd.DataFrame,  # results rows (results.csv)
                **kw,               # `paired_stats` options: confidence, n_resamples, seed
               ) -> pd.DataFrame:
     "`paired_stats` in points of each (configuration, baseline) pair on their shared (seed, fold) units, one row per pair."
-    have, out, why = set(_unit_rows(res, dataset)['config']), [], []
+    have, out, why = set(unit_rows(res, dataset)['config']), [], []
     for c, b in pairs:
         if c not in have or b not in have: continue
         try: u = paired_units(res, c, b, metric, dataset) * 100
@@ -175,8 +161,8 @@ def paired_gains(res: pd.DataFrame,  # results rows (results.csv)
                  **kw,               # `paired_stats` options: confidence, n_resamples, seed
                 ) -> pd.DataFrame:
     "Macro F1 gain (points) over a baseline on the same (seed, fold) units: mean ± std, bootstrap interval, Wilcoxon p, the gains, wins."
-    if base is not None and base not in set(_unit_rows(res, dataset)['config']):
-        raise ValueError(f"no rows of the baseline {base!r}; the results hold {list(dict.fromkeys(_unit_rows(res, dataset)['config']))}")
+    if base is not None and base not in set(unit_rows(res, dataset)['config']):
+        raise ValueError(f"no rows of the baseline {base!r}; the results hold {list(dict.fromkeys(unit_rows(res, dataset)['config']))}")
     g = gain_stats(res, BASELINES if base is None else [(c, base) for c in configs if c != base], dataset=dataset, **kw)
     level = kw.get('confidence', 0.95)
     return pd.DataFrame({'baseline': g['baseline'].values, 'units': g['units'].values,
@@ -231,23 +217,6 @@ def md_table(df: pd.DataFrame,  # the table
     "`df` as a GitHub-flavoured markdown table (pandas' `to_markdown`)."
     return df.astype(object).map(_md_cell).to_markdown(index=index, disable_numparse=True)
 
-# %% ../nbs/35_report.ipynb #5a7e0011
-def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
-                 dataset=None,        # the dataset (default: the only one in `res`)
-                 metric='f1_macro',   # the column, a fraction (shown in points)
-                 **kw,                # `mean_ci` options: confidence, n_resamples, seed
-                ) -> pd.DataFrame:
-    "Per configuration: seeds, folds (0: a fixed split), units, and the mean of `metric` in points over the units with its bootstrap interval."
-    r = _unit_rows(res, dataset)
-    names = list(dict.fromkeys(r['config']))
-    out = {}
-    for c in [c for c in CONFIGS if c in names] + [c for c in names if c not in CONFIGS]:
-        u = r[r['config'] == c]
-        v = u[metric].astype(float).values * 100
-        out[c] = dict(seeds=u['seed'].nunique(), folds=int((u['fold'].unique() >= 0).sum()), units=len(v), mean=v.mean(),
-                      **dict(zip(('ci_low', 'ci_high'), mean_ci(v, **kw))))
-    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
-
 # %% ../nbs/35_report.ipynb #5a7e0013
 def report_data(run_dir,        # run folder holding results.csv (written by hark-run)
                 baseline=None,  # one baseline for every other configuration; None: each over its own (`BASELINES`)
@@ -258,7 +227,7 @@ def report_data(run_dir,        # run folder holding results.csv (written by har
     if not p.exists(): raise FileNotFoundError(f"{p} does not exist: pass a run folder written by `hark-run --out DIR`")
     res = ResultsStore(run_dir).df
     if not len(res): raise ValueError(f"{p} has no rows")
-    ci, table = f1_intervals(res, dataset), result_table(res, dataset)
+    ci, table = f1_intervals(res, dataset, order=tuple(CONFIGS)), result_table(res, dataset)
     table.insert(2, 'macro F1 95% CI', [f'[{lo:.2f}, {hi:.2f}]' for lo, hi in ci.loc[table.index, ['ci_low', 'ci_high']].values])
     if ci['folds'].max() > 0: table.insert(1, 'folds', ci.loc[table.index, 'folds'])   # means and intervals are over seeds x folds
     configs = [c for c in ci.index if c != baseline]
@@ -266,24 +235,23 @@ def report_data(run_dir,        # run folder holding results.csv (written by har
     return dict(res=res, table=table, intervals=ci, gains=paired_gains(res, baseline, configs, dataset),
                 stats=gain_stats(res, pairs, dataset=dataset))
 
-@call_parse
-def hark_report(run_dir: str,          # run folder holding results.csv (written by `hark-run --out DIR`)
-                baseline: str = None,  # compare every other configuration with this one (default: each with its own, see BASELINES)
-                dataset: str = None,   # the dataset of the run (default: the only one)
-                json: bool = False,    # print one JSON object (numbers) instead of markdown
-               ):
-    "Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p)."
-    try: d = report_data(run_dir, baseline, dataset)
-    except (ValueError, FileNotFoundError) as e: raise CliError(f"hark-report: {e}") from e
+def report_text(run_dir,         # run folder holding results.csv (written by `hark-run --out DIR`)
+                baseline=None,   # compare every other configuration with this one (default: each with its own, see BASELINES)
+                dataset=None,    # the dataset of the run (default: the only one)
+                as_json=False,   # one JSON object (numbers) instead of markdown
+               ) -> str:
+    "What `hark-report` prints: a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p)."
+    d = report_data(run_dir, baseline, dataset)
     ds = dataset or d['res']['dataset'].iloc[0]
-    if json:   # pandas writes NaN as null, so the object is valid JSON
+    if as_json:   # pandas writes NaN as null, so the object is valid JSON
         rec = lambda df: _json.loads(df.to_json(orient='records'))
-        print(_json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
-                               configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']))))
-        return
-    print(f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
-          f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
-          + few_units_note(d['stats']['units'].min()))
+        return _json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
+                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats'])))
+    return (f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
+            f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
+            + few_units_note(d['stats']['units'].min())
+            + ('' if d['intervals']['folds'].max() == 0 else   # a run with folds: which folds (subjects) are hard
+               f"\n\n## Macro F1 per fold (test subjects), mean over seeds\n\n{md_table(fold_table(d['res'], dataset, order=tuple(CONFIGS)).round(2))}"))
 
 def few_units_note(n:int, # the fewest units of a comparison
                   ) -> str:

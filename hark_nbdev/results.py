@@ -16,18 +16,18 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'atomic_write',
-           'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions', 'cpu_model', 'machine', 'git_commit',
-           'provenance', 'data_fingerprint', 'read_runs', 'log_run']
+__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'unit_rows',
+           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'slug', 'versions',
+           'cpu_model', 'machine', 'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
-RESULTS_SCHEMA = 2   # 1: the runs before this layout (40 to 44 columns, depending on the run)
-KEY = ['dataset', 'config', 'seed']
-RESULT_COLS = KEY + ['f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
+RESULTS_SCHEMA = 3   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects
+KEY = ['dataset', 'config', 'seed']   # the columns every results file has; with `fold`, the key of a row
+RESULT_COLS = KEY + ['fold', 'f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
                      'params', 'trainable_params', 'params_keras', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
                      'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
                      'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
-                     'protocol', 'split', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
+                     'protocol', 'split', 'folds', 'test_subjects', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']
 SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops', 'conv_flops', 'size_bytes',
                 'latency_ms', 'throughput', 'epochs', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att']
@@ -35,9 +35,12 @@ SUMMARY_COLS = ['f1_macro', 'f1_weighted', 'accuracy', 'params', 'macs', 'flops'
 # %% ../nbs/32_results.ipynb #82d0449d
 def summarize(df:pd.DataFrame,  # results rows (`RESULT_COLS`) of one or more datasets
              ) -> pd.DataFrame:
-    "Mean and std over seeds of `SUMMARY_COLS` per (dataset, config), with `n_seeds`, in first-seen order."
+    "Mean and std over the rows (seeds, or seeds x folds) of `SUMMARY_COLS` per (dataset, config), with `n_seeds` (and `n_folds`, `n_units`), in first-seen order."
     keys = [df['dataset'], df['config']]
     s = df['seed'].groupby(keys, sort=False).nunique().rename('n_seeds').to_frame()
+    if 'fold' in df and df['fold'].notna().any():   # a run with folds
+        g = df.groupby(keys, sort=False)
+        s = s.join(g['fold'].nunique().rename('n_folds')).join(g.size().rename('n_units'))
     cols = [c for c in SUMMARY_COLS if c in df.columns]
     if cols:  # coerce: a column of None (a metric a config lacks) would not average
         st = df[cols].apply(pd.to_numeric, errors='coerce').groupby(keys, sort=False).agg(['mean', 'std'])
@@ -61,6 +64,58 @@ def mean_ci(values,            # scores of independent units (e.g. macro F1 per 
     lo, hi = ci('BCa')
     if not (np.isfinite(lo) and np.isfinite(hi)): lo, hi = ci('percentile')   # BCa's jackknife degenerates on heavy ties
     return float(lo), float(hi)
+
+# %% ../nbs/32_results.ipynb #c1a0b005
+def unit_rows(res: pd.DataFrame,  # results rows (results.csv)
+              dataset=None,       # the dataset (default: the only one in `res`)
+             ) -> pd.DataFrame:
+    "The rows of one dataset (the only one, or `dataset`) with `fold` filled in (-1 for the fixed splits)."
+    ds = list(dict.fromkeys(res['dataset']))
+    if dataset is None:
+        if len(ds) != 1: raise ValueError(f"the results hold datasets {ds}: pass dataset=")
+        dataset = ds[0]
+    if dataset not in ds: raise ValueError(f"no rows of dataset {dataset!r}; the results hold {ds}")
+    r = res[res['dataset'] == dataset]
+    fold = pd.to_numeric(r['fold'], errors='coerce') if 'fold' in r else pd.Series(np.nan, index=r.index)
+    return r.assign(fold=fold.fillna(-1).astype(int))
+
+def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
+                 dataset=None,        # the dataset (default: the only one in `res`)
+                 metric='f1_macro',   # the column, a fraction (shown in points)
+                 order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`); the rest follow as they come
+                 **kw,                # `mean_ci` options: confidence, n_resamples, seed
+                ) -> pd.DataFrame:
+    "Per configuration: seeds, folds (0: a fixed split), units, and the mean of `metric` in points over the units with its bootstrap interval."
+    r = unit_rows(res, dataset)
+    names = list(dict.fromkeys(r['config']))
+    out = {}
+    for c in [c for c in order if c in names] + [c for c in names if c not in order]:
+        u = r[r['config'] == c]
+        v = u[metric].astype(float).values * 100
+        out[c] = dict(seeds=u['seed'].nunique(), folds=int((u['fold'].unique() >= 0).sum()), units=len(v), mean=v.mean(),
+                      **dict(zip(('ci_low', 'ci_high'), mean_ci(v, **kw))))
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
+
+# %% ../nbs/32_results.ipynb #c1a0b007
+def _fold_labels(rows) -> dict:
+    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
+    lab = {}
+    for f, g in rows.groupby('fold'):
+        t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
+        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
+    return lab
+
+def fold_table(res: pd.DataFrame,   # results rows of a run with folds (results.csv)
+               dataset=None,        # the dataset (default: the only one in `res`)
+               metric='f1_macro',   # the column, a fraction (shown in points)
+               order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`)
+              ) -> pd.DataFrame:
+    "`metric` in points per configuration (rows) and fold (columns, named by their test subjects), mean over seeds; a last column `mean`."
+    r = unit_rows(res, dataset)
+    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
+    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
+    m = m.loc[[c for c in order if c in m.index] + [c for c in m.index if c not in order]]
+    return m.rename(columns=_fold_labels(r)).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
 
 # %% ../nbs/32_results.ipynb #8df7fd47
 TEMP_PREFIX = '.hark-'
@@ -94,12 +149,14 @@ class ResultsStore:
         missing = [c for c in KEY if c not in self.df.columns]
         if missing: raise ValueError(f"{self.path} is not a hark-run results file: it lacks the columns {missing}")
 
-    def _mask(self, dataset, config, seed):
-        return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed)
+    def _mask(self, dataset, config, seed, fold=None):
+        fold_col = pd.to_numeric(self.df['fold'], errors='coerce') if 'fold' in self.df else pd.Series(np.nan, index=self.df.index)
+        same_fold = fold_col.isna() if fold is None or pd.isna(fold) else fold_col == fold   # None: the fixed split
+        return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed) & same_fold
 
-    def done(self, dataset:str, config:str, seed:int) -> bool:   # the key of a row
-        "Whether a row for (dataset, config, seed) is stored."
-        return bool(self._mask(dataset, config, seed).any())
+    def done(self, dataset:str, config:str, seed:int, fold:int=None) -> bool:   # the key of a row (fold None: the fixed split)
+        "Whether a row for (dataset, config, seed, fold) is stored."
+        return bool(self._mask(dataset, config, seed, fold).any())
 
     def rows(self, dataset:str=None) -> pd.DataFrame:   # only this dataset's rows (default: all)
         "The stored rows (of `dataset`)."
@@ -110,7 +167,7 @@ class ResultsStore:
         unknown = [k for k in row if k not in RESULT_COLS]
         if unknown: raise ValueError(f"results row has columns {unknown} outside RESULT_COLS (schema {RESULTS_SCHEMA})")
         new = pd.DataFrame([row]).reindex(columns=RESULT_COLS)
-        old = self.df[~self._mask(row['dataset'], row['config'], row['seed'])]
+        old = self.df[~self._mask(row['dataset'], row['config'], row['seed'], row.get('fold'))]
         df = pd.concat([old, new], ignore_index=True) if len(old) else new
         df = df[RESULT_COLS + [c for c in df.columns if c not in RESULT_COLS]]   # older rows' extra columns are kept, not dropped
         with atomic_write(self.path) as f: df.to_csv(f, index=False)

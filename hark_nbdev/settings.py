@@ -53,6 +53,7 @@ class RunSettings:
     reduction: int = None         # CBAM channel-MLP reduction ratio (default: the model's); attention models only
     kernel: int = None            # CBAM spatial-attention kernel size, odd (default: the model's); attention models only
     dropout: float = None         # dropout before the classifier head, 0 <= p < 1 (default: the model's, none)
+    folds: str = None             # subject-wise cross-validation: K >= 2 (K-fold) or 'loso' (leave one subject out); default: the protocol's fixed split
 
     def __post_init__(self):
         for f in fields(self): object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
@@ -111,6 +112,13 @@ def _folder(name, v, none=True, out=False):
     if out and Path(v).exists() and not Path(v).is_dir(): raise SettingsError(f"{name}={str(v)!r}: {v} is a file, not a folder; name a folder for the run")
     return str(v)
 
+def _folds(name, v):
+    "None, 'loso', or an int K >= 2 (its digits too, as a command line gives them)."
+    if v is None or v == 'loso': return v
+    if isinstance(v, str) and v.strip().isdigit(): v = int(v)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 2: _fail(name, v, "'loso' or an int K >= 2 (subject-wise K-fold), or None")
+    return int(v)
+
 def _kernel(name, v):
     v = _int(name, v)
     if v is not None and v % 2 == 0: _fail(name, v, "an odd int >= 1 or None")
@@ -126,7 +134,7 @@ _CHECKS = dict(
     out=lambda n, v: _folder(n, v, none=False, out=True),
     lr=lambda n, v: _float(n, v, 0, lo_open=True), alpha=lambda n, v: _float(n, v, 0, 1), T=lambda n, v: _float(n, v, 0, lo_open=True),
     beta=lambda n, v: _float(n, v, 0), match=lambda n, v: _choice(n, v, MATCH_NAMES, none=True),
-    reduction=_int, kernel=_kernel, dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True))
+    reduction=_int, kernel=_kernel, dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), folds=_folds)
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
