@@ -281,7 +281,7 @@ def deployment_view(df: pd.DataFrame) -> pd.DataFrame:
         if f'{k}_latency_ms' in df: v[f'latency {name} (ms)'] = df[f'{k}_latency_ms'].round(3)
     for k, name in (('torch', 'PyTorch'), ('onnx', 'ORT fp32'), ('int8', 'ORT int8')):
         if f'{k}_throughput' in df: v[f'throughput {name} (win/s)'] = df[f'{k}_throughput'].round(0).astype(int)
-    v['max |logit diff|'] = df['max_abs_diff'].map(lambda d: f'{d:.1e}')
+    v['max abs logit diff'] = df['max_abs_diff'].map(lambda d: f'{d:.1e}')
     v['same predictions'] = df['same_predictions']
     return v.set_index('model')
 
@@ -291,7 +291,7 @@ def deployment_targets(df: pd.DataFrame, teachers=TEACHER_CONFIGS) -> pd.DataFra
     s = df[~df['config'].isin(teachers)]
     worst = lambda col, sign=1: s.loc[(sign * s[col]).idxmax()]
     cost = 100 * (s['f1_onnx'] - s['f1_int8']); ratio = s['size_int8'] / s['size_fp32']
-    rows = [('fp32 parity: max |logit diff| <= 1e-4 (all models)', f"{df['max_abs_diff'].max():.1e}", df['max_abs_diff'].max() <= 1e-4),
+    rows = [('fp32 parity: max abs logit diff <= 1e-4 (all models)', f"{df['max_abs_diff'].max():.1e}", df['max_abs_diff'].max() <= 1e-4),
             ('fp32 parity: identical test predictions (all models)', f"{int(df['same_predictions'].sum())} of {len(df)} models", bool(df['same_predictions'].all())),
             ('int8 costs <= 0.5 macro F1 points (students)', f"worst {cost.max():.2f} ({s.loc[cost.idxmax(), 'config']})", cost.max() <= 0.5),
             ('int8 file <= 1/3 of fp32 (students)', f"worst {ratio.max():.3f} ({s.loc[ratio.idxmax(), 'config']})", ratio.max() <= 1 / 3)]
