@@ -33,9 +33,9 @@ from .settings import SettingsError
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS', 'RECIPES', 'DEFAULT_RECIPE',
-           'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'applies', 'options_for', 'check_options',
-           'seeded_dls', 'build_learner', 'HARLearner', 'log_friendly_bars', 'history', 'schedule_defaults',
-           'train_config', 'predict', 'evaluate', 'fold_valid']
+           'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'check_config', 'applies', 'options_for',
+           'check_options', 'seeded_dls', 'build_learner', 'HARLearner', 'log_friendly_bars', 'history',
+           'schedule_defaults', 'train_config', 'predict', 'evaluate', 'fold_valid']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def _teacher_model(teacher, config):
     if not isinstance(teacher, nn.Module): raise TypeError(f"teacher must be a Learner or nn.Module, got {type(teacher).__name__}")
     return teacher
 
-def _check_config(config):
+def check_config(config:str,  # a configuration name, one of `CONFIGS`
+                ):
     "Raise a clear error for an unknown configuration name."
     if config not in CONFIGS: raise ValueError(f"unknown configuration {config!r}; choose one of {list(CONFIGS)}")
 
@@ -121,7 +122,7 @@ def applies(config:str,   # a name of CONFIGS
             option:str,   # a training or model option, e.g. 'beta', 'sites', 'dropout'
            ) -> bool:
     "Whether `option` changes the training of `config` (options outside `OPTION_SCOPE` apply everywhere)."
-    _check_config(config); r = CONFIGS[config]
+    check_config(config); r = CONFIGS[config]
     return {'teacher': r.teacher is not None, 'attention': r.attention, 'cbam': r.model.endswith('-Att')}.get(OPTION_SCOPE.get(option), True)
 
 def options_for(config:str,   # a name of CONFIGS
@@ -173,7 +174,7 @@ def build_learner(config:str,        # a name of CONFIGS
                   **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout, lstm_dropout, norm); None: the model's default
                  ) -> Learner:
     "A fresh, seeded `Learner` for `config` on `data`; an option that does not apply to `config` is an error."
-    _check_config(config)
+    check_config(config)
     r, model_opts = CONFIGS[config], {k: v for k, v in model_opts.items() if v is not None}
     _check_applies(config, dict(alpha=alpha, T=T, beta=beta, match=match, **model_opts))
     o = recipe_options(recipe, init=init, revive=revive, wd=wd, clip=clip, label_smoothing=label_smoothing, augment=augment)

@@ -12,9 +12,9 @@ from torch import nn, Tensor
 from .attention import CBAM, MapHooks, cbam_modules
 
 # %% auto #0
-__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'INITS', 'NORMS', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'conv_block',
-           'init_weights', 'DeepConvLSTM', 'attention_modules', 'attention_maps', 'count_params', 'conv_flops',
-           'matches_printed', 'get_model', 'dead_filters', 'revive_filters']
+__all__ = ['WIDTHS', 'SITES', 'DEFAULT_SITES', 'INITS', 'NORMS', 'PAPER_INPUTS', 'PAPER_FIGURES', 'MODEL_NAMES', 'check_sites',
+           'conv_block', 'init_weights', 'DeepConvLSTM', 'attention_modules', 'attention_maps', 'count_params',
+           'conv_flops', 'matches_printed', 'get_model', 'dead_filters', 'revive_filters']
 
 # %% ../nbs/11_models.ipynb #9973611a
 WIDTHS = {'LM': (4, 8), 'MM': (8, 16), 'OM': (64, 128)}   # conv filters, LSTM units
@@ -24,7 +24,8 @@ INITS = ('keras', 'torch')   # weight initialisation: the study's framework (def
 NORMS = (None, 'batch')      # what follows each conv before its ReLU: nothing (the study) or BatchNorm
 
 # %% ../nbs/11_models.ipynb #faf1c3e6
-def _check_sites(sites):
+def check_sites(sites,  # a conv-layer name (conv1..conv4) or an iterable of them; None for none
+               ) -> tuple:
     "Normalise `sites` (a name or an iterable of names) to a sorted tuple of valid, distinct conv-layer names."
     if isinstance(sites, str): sites = (sites,)
     sites = tuple(sites or ())
@@ -99,7 +100,7 @@ class DeepConvLSTM(nn.Module):
         _check_recipe(dropout, lstm_dropout, norm, init)
         self.n_channels, self.n_classes, self.window = n_channels, n_classes, window
         self.filters, self.hidden, self.lstm_axis = filters, hidden, lstm_axis
-        self.sites, self.reduction, self.kernel = _check_sites(sites), reduction, kernel
+        self.sites, self.reduction, self.kernel = check_sites(sites), reduction, kernel
         self.norm, self.init = norm, init
         self.convs = nn.ModuleDict({f'conv{i}': conv_block(1 if i == 1 else filters, filters, norm) for i in range(1, 5)})
         self.att = nn.ModuleDict({s: CBAM(filters, reduction, kernel) for s in self.sites})

@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 from optuna_integration import FastAIPruningCallback
 from fastcore.script import call_parse, CliError
 from .datasets import get_data
-from .models import _check_sites
+from .models import check_sites
 from .losses import CHANNEL_MATCHES
-from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, applies, _check_config
+from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, applies, check_config
 from .results import ResultsStore, atomic_write, versions, machine
 from .settings import RunSettings
 from .experiment import Runner
@@ -39,7 +39,7 @@ __all__ = ['OPTIONS', 'CHECKS', 'JOURNAL', 'RUN_KEYS', 'RUN_DEFAULTS', 'SAMPLERS
 
 # %% ../nbs/40_sweep.ipynb #10d8f93b
 OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float)
-def _sites_text(v): return '+'.join(_check_sites(str(v).split('+')))   # canonical: sorted, checked
+def _sites_text(v): return '+'.join(check_sites(str(v).split('+')))   # canonical: sorted, checked
 CHECKS = dict(lr=(lambda v: v > 0, '> 0'), alpha=(lambda v: 0 <= v <= 1, 'in [0, 1]'), T=(lambda v: v > 0, '> 0'),
               beta=(lambda v: v >= 0, '>= 0'), dropout=(lambda v: 0 <= v < 1, 'in [0, 1)'), reduction=(lambda v: v >= 1, '>= 1'),
               kernel=(lambda v: v >= 1 and v % 2 == 1, 'a positive odd int'),
@@ -48,7 +48,7 @@ CHECKS = dict(lr=(lambda v: v > 0, '> 0'), alpha=(lambda v: 0 <= v <= 1, 'in [0,
 def sweepable(config: str  # configuration name, e.g. 'RAB-KD'
              ) -> tuple:
     "The option names that change how `config` trains."
-    _check_config(config)
+    check_config(config)
     fixed = {'sites'} if CONFIGS[config].attention else set()   # RAB-KD's student sits where its teacher's maps are
     return tuple(k for k in OPTIONS if applies(config, k) and k not in fixed)
 
@@ -227,7 +227,7 @@ def sweep_settings(dataset: str,  # dataset of the sweep
     _, s['epochs'] = schedule_defaults(s['schedule'], epochs=s['epochs'])
     s['teacher_epochs'] = s['teacher_epochs'] or s['epochs']
     if isinstance(s['sites'], str): s['sites'] = s['sites'].split('+')
-    s['sites'] = s['sites'] and list(_check_sites(s['sites']))
+    s['sites'] = s['sites'] and list(check_sites(s['sites']))
     return s
 
 @contextmanager
