@@ -16,7 +16,7 @@ import hark_nbdev
 from .models import DeepConvLSTM, WIDTHS
 
 # %% auto #0
-__all__ = ['FORMAT', 'CheckpointError', 'model_path', 'model_arch', 'build_model', 'data_meta', 'save_model', 'read_meta',
+__all__ = ['FORMAT', 'CheckpointError', 'slug', 'model_path', 'model_arch', 'build_model', 'data_meta', 'save_model', 'read_meta',
            'load_weights', 'load_checkpoint', 'saved_models', 'load_model']
 
 # %% ../nbs/13_checkpoint.ipynb #5ecaeff4
@@ -25,14 +25,15 @@ FORMAT = 1   # checkpoint format version: bump when what save_model writes chang
 class CheckpointError(ValueError):
     "A model file that is missing, incomplete, or of another checkpoint format."
 
-def _slug(s) -> str:
+def slug(s,  # any text, e.g. 'hapt-standard'
+        ) -> str:
     "`s` as a file-name part: runs of other characters than word characters, `.` and `-` become `-`."
     return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
 
 def model_path(run_dir, dataset: str, protocol: str, config: str, seed: int, fold: int = None) -> Path:
     "Where a run folder keeps the weights of `config` trained with `seed` (and `fold`) on `dataset` under `protocol`."
     fold = '' if fold is None else f'-fold{fold}'
-    return Path(run_dir)/'models'/_slug(f'{dataset}-{protocol}')/f'{config}-seed{seed}{fold}.pth'
+    return Path(run_dir)/'models'/slug(f'{dataset}-{protocol}')/f'{config}-seed{seed}{fold}.pth'
 
 # %% ../nbs/13_checkpoint.ipynb #d4a1443d
 def model_arch(model: nn.Module) -> dict | None:
@@ -126,7 +127,7 @@ def load_model(run_dir, config: str, seed: int, fold: int = None, dataset: str =
     if not run_dir.is_dir(): raise CheckpointError(f"no run folder {run_dir}")
     name = model_path('', 'x', 'y', config, seed, fold).name
     found = [p for p in sorted(run_dir.glob(f'models/*/{name}'))
-             if (dataset is None or p.parent.name.startswith(_slug(dataset) + '-')) and (protocol is None or p.parent.name.endswith("-" + _slug(protocol)))]
+             if (dataset is None or p.parent.name.startswith(slug(dataset) + '-')) and (protocol is None or p.parent.name.endswith("-" + slug(protocol)))]
     if not found:
         have = ', '.join(saved_models(run_dir)) or 'none'
         raise CheckpointError(f"run folder {run_dir} has no saved model {name} (config {config!r}, seed {seed}"

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .configs import CONFIGS
-from .results import summarize, slug, unit_rows, f1_intervals, fold_table, read_history
+from .checkpoint import slug
+from .results import summarize, unit_rows, f1_intervals, fold_table, read_history
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']

@@ -17,9 +17,9 @@ import hark_nbdev
 
 # %% auto #0
 __all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'unit_rows',
-           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'slug',
-           'history_path', 'save_history', 'read_history', 'versions', 'cpu_model', 'machine', 'git_commit',
-           'provenance', 'data_fingerprint', 'read_runs', 'log_run']
+           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'history_path',
+           'save_history', 'read_history', 'versions', 'cpu_model', 'machine', 'git_commit', 'provenance',
+           'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
 RESULTS_SCHEMA = 4   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects; 3: without the recipe columns
@@ -183,10 +183,8 @@ class ResultsStore:
             with atomic_write(self.summary_path) as f: summarize(self.df).to_csv(f, index=False)
 
 # %% ../nbs/32_results.ipynb #65e69a73
-def slug(s,  # any text, e.g. 'hapt-standard'
-        ) -> str:
-    "`s` as a file-name part: runs of characters other than letters, digits, `.`, `_`, `-` become one `-`."
-    return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
+from .checkpoint import slug   # the one rule for file-name parts, shared with the model files
+
 
 # %% ../nbs/32_results.ipynb #c32e0002
 def history_path(dataset, protocol, config, seed) -> Path:
