@@ -6,7 +6,8 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/distill.html.md"""
 
 # %% ../nbs/21_distill.ipynb #a15428d2
 from __future__ import annotations
-import math
+import hashlib, math, os, time
+from pathlib import Path
 from functools import partial
 import torch
 import pandas as pd
@@ -18,7 +19,7 @@ from .models import attention_modules
 from .losses import loss_terms, combine_terms, attention_loss, CHANNEL_MATCHES
 
 # %% auto #0
-__all__ = ['cacheable', 'teacher_outputs', 'DistillationCallback']
+__all__ = ['cacheable', 'teacher_outputs', 'outputs_key', 'stored_teacher_outputs', 'DistillationCallback']
 
 # %% ../nbs/21_distill.ipynb #9b39d040
 _ITEM_BATCH_HOOKS = ('after_item', 'before_batch', 'after_batch')   # fastai DataLoader methods that can change a window
@@ -54,6 +55,36 @@ def teacher_outputs(teacher: nn.Module,   # the frozen teacher
             if logits is None: logits = out.new_zeros((n, out.shape[-1]))
             logits[idx] = out
             _fill(maps, idx, hooks.maps(), n)
+    return logits, maps
+
+# %% ../nbs/21_distill.ipynb #1daa5e59
+def outputs_key(teacher: nn.Module,   # the teacher
+                dl,                   # the training loader; its dataset must hold its inputs as `tensors` (a TensorDataset)
+                modules: dict = None  # the map modules kept (see `teacher_outputs`)
+               ) -> str:
+    "SHA-1 of the teacher's weights, the inputs of `dl`'s dataset and the map modules: what the teacher's outputs depend on."
+    h = hashlib.sha1(repr(sorted((modules or {}).items())).encode())
+    for k, v in teacher.state_dict().items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for t in dl.dataset.tensors[:-1]: h.update(t.detach().cpu().contiguous().numpy().tobytes())   # the inputs, not the labels
+    return h.hexdigest()
+
+def stored_teacher_outputs(teacher: nn.Module,   # the frozen teacher
+                           dl,                   # the training loader (`cacheable`)
+                           modules: dict = None, # map modules to keep (see `teacher_outputs`)
+                           path=None,            # the file that keeps them; None: compute, keep nothing
+                          ) -> tuple:
+    "`teacher_outputs(teacher, dl, modules)`, read from `path` when it holds them for this teacher, these rows and modules, else computed (and written to `path`)."
+    if path is None or not hasattr(dl.dataset, 'tensors'): return teacher_outputs(teacher, dl, modules)
+    path, key = Path(path), outputs_key(teacher, dl, modules)
+    if path.exists():
+        try: kept = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception: kept = None   # a damaged or foreign file is recomputed, never trusted
+        if isinstance(kept, dict) and kept.get('key') == key: return kept['logits'], kept['maps']
+    logits, maps = teacher_outputs(teacher, dl, modules)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    torch.save(dict(key=key, logits=logits.cpu(), maps={s: tuple(None if m is None else m.cpu() for m in p) for s, p in maps.items()}), tmp)
+    os.replace(tmp, path)   # atomic: a reader sees the old file or the whole new one
     return logits, maps
 
 # %% ../nbs/21_distill.ipynb #4dad5b76
@@ -95,6 +126,7 @@ class DistillationCallback(Callback):
                  sites=None,                    # sites to distil; default: every site student and teacher share
                  show: bool = True,             # show the loss components as Recorder columns
                  cache: bool = True,            # run the teacher once per fit when the training loader allows it
+                 cache_file=None,               # a file that keeps the teacher's outputs across fits and processes (`stored_teacher_outputs`)
                  match: str = 'avg',            # channel matching of L_CA (see `losses.match_channels`)
                  student_modules: dict = None,  # `{site: (channel_module_name, spatial_module_name)}` in the student; default `attention_modules`
                  teacher_modules: dict = None   # the same in the teacher; default `attention_modules(teacher)`
@@ -105,7 +137,8 @@ class DistillationCallback(Callback):
         self.sites = None if sites is None else list(sites)
         self.student_modules = None if student_modules is None else check_map_modules(student_modules)
         self.teacher_modules = None if teacher_modules is None else check_map_modules(teacher_modules)
-        self.show, self.cache, self.history, self.last = show, cache, [], {}
+        self.show, self.cache, self.cache_file, self.history, self.last = show, cache, cache_file, [], {}
+        self.cache_seconds = math.nan   # seconds the last fit spent getting the teacher's outputs (computing or reading them)
         self._t_logits = self._t_maps = self._s_maps = self._cache = self._hooks = None
         self._columns, self._ready = [], False
         self.freeze_teacher()
@@ -180,7 +213,10 @@ class DistillationCallback(Callback):
             self._hook()
             if self.uses_teacher: self._check()
             use = self.cache and self.uses_teacher and cacheable(self.dls.train)
-            self._cache = teacher_outputs(self.teacher, self.dls.train, self._hooks and self._hooks[1].modules) if use else None
+            t0 = time.perf_counter()
+            mods = self._hooks and self._hooks[1].modules
+            self._cache = stored_teacher_outputs(self.teacher, self.dls.train, mods, self.cache_file) if use else None
+            self.cache_seconds = time.perf_counter() - t0 if use else math.nan
         except BaseException: self.remove_hooks(); raise
         self.history, self.last, self._ready = [], {}, True
 

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from ptflops import get_model_complexity_info
+from ptflops.pytorch_ops import conv_flops_counter_hook
+from .conv import FastConv2d
 from .attention import CBAM, ChannelAttention, SpatialAttention
 from .models import DeepConvLSTM, count_params, conv_flops
 
@@ -59,6 +61,7 @@ def _cbam_hook(mod, inp, out):
 
 # ptflops matches exact types: CBAM's own hook covers its children (ptflops does not descend into hooked modules)
 FLOPS_HOOKS = {CBAM: _cbam_hook, ChannelAttention: _ca_hook, SpatialAttention: _sa_hook}
+_CONV_HOOKS = {FastConv2d: conv_flops_counter_hook}   # an nn.Conv2d subclass: counted as one, whatever `hooks` says
 
 # %% ../nbs/12_profile.ipynb #25a31969
 _PTFLOPS = ('start_flops_count', 'stop_flops_count', 'reset_flops_count', 'compute_average_flops_cost', '__batch_counter__')
@@ -82,7 +85,7 @@ def count_macs(model: nn.Module,   # the model, taking `(B, 1, window, n_channel
     log = io.StringIO()
     with _as_found(model), torch.no_grad():
         macs, _ = get_model_complexity_info(model, (1, window, n_channels), as_strings=False, print_per_layer_stat=False,
-                                            backend='pytorch', custom_modules_hooks=FLOPS_HOOKS if hooks is None else hooks,
+                                            backend='pytorch', custom_modules_hooks={**_CONV_HOOKS, **(FLOPS_HOOKS if hooks is None else hooks)},
                                             backend_specific_config={'count_functional': False}, ost=log)
     if macs is None: raise RuntimeError(f"ptflops could not count {type(model).__name__} on input (1, 1, {window}, {n_channels}): {log.getvalue()}")
     return int(macs)
