@@ -16,10 +16,10 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'unit_rows',
-           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'history_path',
-           'save_history', 'read_history', 'versions', 'cpu_model', 'machine', 'git_commit', 'provenance',
-           'data_fingerprint', 'read_runs', 'log_run']
+__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'NAMED_FOLD', 'TEMP_PREFIX', 'summarize', 'mean_ci',
+           'unit_rows', 'f1_intervals', 'fold_subjects', 'fold_table', 'atomic_write', 'remove_stale_temporaries',
+           'ResultsStore', 'history_path', 'save_history', 'read_history', 'versions', 'cpu_model', 'machine',
+           'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
 RESULTS_SCHEMA = 4   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects; 3: without the recipe columns
@@ -100,25 +100,33 @@ def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
     return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
 
 # %% ../nbs/32_results.ipynb #c1a0b007
-def _fold_labels(rows) -> dict:
-    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
-    lab = {}
-    for f, g in rows.groupby('fold'):
+NAMED_FOLD = 2   # a fold with at most this many test subjects is named by them ('S4', 'S1+S7'); a larger one 'fold i'
+
+def fold_subjects(res: pd.DataFrame,  # results rows of a run with folds (results.csv)
+                  dataset=None,       # the dataset (default: the only one in `res`)
+                 ) -> pd.DataFrame:
+    "Per fold (index): its `label` in `fold_table`, how many test subjects it has and which (from the rows' `test_subjects`)."
+    r = unit_rows(res, dataset)
+    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
+    out = {}
+    for f, g in r[r['fold'] >= 0].groupby('fold'):
         t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
-        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
-    return lab
+        subs = [f'S{s}' for s in t.iloc[0].split('+')] if len(t) and t.iloc[0] else []   # empty: the rows did not record them
+        out[f] = dict(label='+'.join(subs) if 0 < len(subs) <= NAMED_FOLD else f'fold {f}',
+                      n_test=len(subs), test_subjects=', '.join(subs))
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('fold')
 
 def fold_table(res: pd.DataFrame,   # results rows of a run with folds (results.csv)
                dataset=None,        # the dataset (default: the only one in `res`)
                metric='f1_macro',   # the column, a fraction (shown in points)
                order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`)
               ) -> pd.DataFrame:
-    "`metric` in points per configuration (rows) and fold (columns, named by their test subjects), mean over seeds; a last column `mean`."
+    "`metric` in points per configuration (rows) and fold (columns, labelled as `fold_subjects` says), mean over seeds; a last column `mean`."
     r = unit_rows(res, dataset)
-    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
-    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
+    lab = fold_subjects(r)['label']   # also refuses rows without folds
+    m = r[r['fold'] >= 0].pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
     m = m.loc[[c for c in order if c in m.index] + [c for c in m.index if c not in order]]
-    return m.rename(columns=_fold_labels(r)).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
+    return m.rename(columns=lab.to_dict()).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
 
 # %% ../nbs/32_results.ipynb #8df7fd47
 TEMP_PREFIX = '.hark-'
