@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/cli.html.md"""
 
 # %% ../nbs/36_cli.ipynb #9be15937
 from __future__ import annotations
-import warnings
+import sys, warnings
 from contextlib import contextmanager
 from .settings import (OneLineParser, command_errors, run_parser, args_settings, DATASET_NAMES, PROTOCOL_NAMES)
 
@@ -21,8 +21,9 @@ def run_command(prog:str,                   # the command's name
                 parser:OneLineParser,       # its parser
                 argv:list,                  # the arguments (None: the command line)
                 work):                      # work(parsed arguments): imports the library and does the job
-    "Parse `argv` (a usage error exits 2), then do `work` with a user's mistakes shown as one line (see `command_errors`)."
+    "Parse `argv` (a usage error exits 2), then do `work` with a user's mistakes shown as one line (see `command_errors`); `work` finds the arguments as given in `.argv`."
     a = parser.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)   # e.g. to record the command that made a result
     with command_errors(prog, a.debug), library_imports(): work(a)
 
 def command(prog:str,          # the command's name, in usage and errors
