@@ -36,7 +36,7 @@ __all__ = ['OPTIONS', 'CHECKS', 'JOURNAL', 'RUN_KEYS', 'RUN_DEFAULTS', 'SAMPLERS
            'SeedPruningCallback', 'db_url', 'safe_url', 'open_storage', 'open_study', 'worker_id', 'fail_dead_trials',
            'sweep_settings', 'teacher_for', 'suggest', 'train_options', 'fold_runners', 'make_objective',
            'make_sampler', 'make_pruner', 'trials_table', 'write_outputs', 'prepare_sweep', 'check_trials', 'run_sweep',
-           'sweep', 'log_sweep', 'hark_sweep']
+           'sweep', 'log_sweep', 'hark_sweep', 'read_sweep']
 
 # %% ../nbs/40_sweep.ipynb #10d8f93b
 OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float)
@@ -497,3 +497,13 @@ def hark_sweep(a):
                         a.sampler_seed, a.pruner, a.warmup, **run)
     log_sweep(a.out, a.storage, a.argv)
     if line := _best_line(run_sweep(job, a.trials)): print(line)
+
+# %% ../nbs/40_sweep.ipynb #37722ae5
+def read_sweep(out  # a sweep's folder (`hark-sweep --out`)
+              ) -> dict:
+    "What a finished sweep left in `out`: `trials` (trials.csv as a DataFrame), `best` (best.json, None if no trial completed) and `commands` (each worker's, from sweep.json)."
+    out = Path(out)
+    if not (out/'trials.csv').is_file(): raise FileNotFoundError(f"{out} holds no trials.csv: not the folder of a finished sweep (hark-sweep --out)")
+    runs = json.loads((out/'sweep.json').read_text())['runs'] if (out/'sweep.json').is_file() else []
+    best = json.loads((out/'best.json').read_text()) if (out/'best.json').is_file() else None
+    return dict(trials=pd.read_csv(out/'trials.csv'), best=best, commands=[r.get('command') or shlex.join(r['argv']) for r in runs])
