@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/sweep.html.md"""
 
 # %% ../nbs/40_sweep.ipynb #87ceb6fc
 from __future__ import annotations
-import fcntl, importlib.util, json, math, os, re, shlex, socket, tomllib, warnings
+import fcntl, json, math, shlex, warnings
 from contextlib import contextmanager
 from functools import partial
 from datetime import datetime, timezone
@@ -14,126 +14,25 @@ from pathlib import Path
 from .cli import command, library_imports
 with library_imports():   # hark-sweep's stderr: no FutureWarning from fastai's import (as the other commands)
     import numpy as np, pandas as pd, torch
-    import optuna, sqlalchemy
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
+    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
     from optuna_integration import FastAIPruningCallback
     from hark_nbdev.datasets import get_data
     from hark_nbdev.models import check_sites
-    from hark_nbdev.losses import CHANNEL_MATCHES
-    from hark_nbdev.configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, applies, check_config
+    from hark_nbdev.configs import TEACHER_OF, train_config, evaluate, schedule_defaults
     from hark_nbdev.results import ResultsStore, atomic_write, versions, machine, provenance
     from hark_nbdev.settings import RunSettings, SettingsError, DataError, DATASET_NAMES, CONFIG_NAMES, PROTOCOL_NAMES, SCHEDULE_NAMES
     from hark_nbdev.experiment import Runner
     from hark_nbdev.report import md_table
+    from hark_nbdev.space import parse_space, format_space, suggest
+    from hark_nbdev.study import (JOURNAL, SAMPLERS, PRUNERS, FINISHED, open_storage, open_study, safe_url, worker_id, fail_dead_trials,
+                                  make_sampler, make_pruner)
 
 # %% auto #0
-__all__ = ['OPTIONS', 'CHECKS', 'JOURNAL', 'RUN_KEYS', 'RUN_DEFAULTS', 'SAMPLERS', 'PRUNERS', 'FINISHED', 'SWEEP_OPTIONS',
-           'sweepable', 'option_value', 'make_range', 'parse_item', 'parse_space', 'format_space',
-           'SeedPruningCallback', 'db_url', 'safe_url', 'open_storage', 'open_study', 'worker_id', 'fail_dead_trials',
-           'sweep_settings', 'teacher_for', 'suggest', 'train_options', 'fold_runners', 'make_objective',
-           'make_sampler', 'make_pruner', 'trials_table', 'write_outputs', 'prepare_sweep', 'check_trials', 'run_sweep',
-           'sweep', 'log_sweep', 'hark_sweep', 'read_sweep']
-
-# %% ../nbs/40_sweep.ipynb #10d8f93b
-OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float)
-def _sites_text(v): return '+'.join(check_sites(str(v).split('+')))   # canonical: sorted, checked
-CHECKS = dict(lr=(lambda v: v > 0, '> 0'), alpha=(lambda v: 0 <= v <= 1, 'in [0, 1]'), T=(lambda v: v > 0, '> 0'),
-              beta=(lambda v: v >= 0, '>= 0'), dropout=(lambda v: 0 <= v < 1, 'in [0, 1)'), reduction=(lambda v: v >= 1, '>= 1'),
-              kernel=(lambda v: v >= 1 and v % 2 == 1, 'a positive odd int'),
-              match=(lambda v: v in CHANNEL_MATCHES, f"one of {', '.join(CHANNEL_MATCHES)}"))
-
-def sweepable(config: str  # configuration name, e.g. 'RAB-KD'
-             ) -> tuple:
-    "The option names that change how `config` trains."
-    check_config(config)
-    fixed = {'sites'} if CONFIGS[config].attention else set()   # RAB-KD's student sits where its teacher's maps are
-    return tuple(k for k in OPTIONS if applies(config, k) and k not in fixed)
-
-# %% ../nbs/40_sweep.ipynb #304a6cec
-def _check_name(name):
-    if name not in OPTIONS: raise SettingsError(f"unknown option {name!r} in the search space; valid names: {', '.join(OPTIONS)}")
-
-def option_value(name: str,  # option name
-                 text        # its value, as text (or already typed)
-                ):
-    "`text` as a valid value of option `name` (int, float, or a checked name), else a clear error."
-    _check_name(name)
-    t = OPTIONS[name]
-    try: v = _sites_text(text) if name == 'sites' else t(text.strip() if isinstance(text, str) else text)
-    except ValueError as e: raise SettingsError(f"{name}={text!r}: {e if name == 'sites' else f'{name} takes {t.__name__} values'}") from None
-    ok, want = CHECKS.get(name, (None, None))
-    if ok and not ok(v): raise SettingsError(f"{name}={text!r}: {name} must be {want}")
-    return v
-
-def make_range(name: str,         # option name
-               low,               # lowest value (text or a number)
-               high,              # highest value
-               log: bool = False  # draw on a log scale
-              ):
-    "An Optuna distribution for option `name` between `low` and `high` (log scale if `log`)."
-    _check_name(name)
-    if OPTIONS[name] is str: raise SettingsError(f"{name} takes choices, not a range: write e.g. {name}=a|b")
-    low, high = option_value(name, low), option_value(name, high)
-    if low > high: raise SettingsError(f"{name}={low}..{high}: low > high")
-    if log and low <= 0: raise SettingsError(f"{name}={low}..{high}:log needs low > 0")
-    if OPTIONS[name] is float: return FloatDistribution(low, high, log=log)
-    step = 2 if name == 'kernel' and not log else 1          # odd kernels only
-    return IntDistribution(low, high, log=log, step=step)
-
-def parse_item(item: str  # 'name=low..high[:log]' or 'name=a|b|c'
-              ) -> tuple:
-    "`(name, distribution)` for one item of a search space."
-    name, sep, rhs = (s.strip() for s in item.partition('='))
-    if not sep or not name or not rhs: raise SettingsError(f"cannot parse {item!r}: write name=low..high[:log] or name=a|b|c")
-    _check_name(name)
-    if '..' not in rhs: return name, CategoricalDistribution(tuple(dict.fromkeys(option_value(name, v) for v in rhs.split('|'))))
-    rng, _, flag = rhs.partition(':')
-    if flag not in ('', 'log'): raise SettingsError(f"cannot parse {item!r}: a range ends with ':log' or nothing, not ':{flag}'")
-    low, _, high = rng.partition('..')
-    if not low or not high or '..' in high: raise SettingsError(f"cannot parse {item!r}: a range is low..high")
-    return name, make_range(name, low, high, flag == 'log')
-
-# %% ../nbs/40_sweep.ipynb #675bc855
-def _file_item(name, v):
-    "One option of a space file: an item's right-hand side, a list of choices or a {low, high, log} table."
-    if isinstance(v, str): return parse_item(f'{name}={v}')
-    if isinstance(v, list) and v: return name, CategoricalDistribution(tuple(dict.fromkeys(option_value(name, x) for x in v)))
-    if isinstance(v, dict) and {'low', 'high'} <= set(v) <= {'low', 'high', 'log'}:
-        return name, make_range(name, v['low'], v['high'], bool(v.get('log', False)))
-    if isinstance(v, (int, float)) and not isinstance(v, bool): return name, CategoricalDistribution((option_value(name, v),))
-    raise SettingsError(f"cannot read option {name!r} = {v!r}: give 'low..high[:log]', a list of choices or {{low, high, log}}")
-
-def _read_space_file(p: Path) -> dict:
-    try: return tomllib.loads(p.read_text()) if p.suffix == '.toml' else json.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e: raise SettingsError(f"cannot parse the search space file {p}: {e}") from None
-
-def parse_space(space,              # inline items ('lr=1e-4..1e-2:log, match=avg|sorted'), a .toml/.json file, or a dict
-                config: str = None  # if given, refuse options that do not change this configuration
-               ) -> dict:
-    "The search space as {option name: Optuna distribution}, in the order given."
-    if isinstance(space, (str, Path)) and Path(space).suffix in ('.toml', '.json'):
-        if not Path(space).is_file(): raise FileNotFoundError(f"no search space file {space}")
-        space = _read_space_file(Path(space))
-    if isinstance(space, dict): items = [_file_item(k, v) for k, v in space.items()]
-    else: items = [parse_item(s) for s in re.split(r'[\s,]+', str(space).strip()) if s]
-    if not items: raise SettingsError("the search space is empty: give items such as 'lr=1e-4..1e-2:log' or 'match=avg|sorted'")
-    names = [k for k, _ in items]
-    if len(set(names)) < len(names): raise SettingsError(f"an option appears twice in the search space: {names}")
-    if config is not None and (bad := [k for k in names if k not in sweepable(config)]):
-        raise SettingsError(f"{', '.join(bad)} do(es) not change {config}; options that do: {', '.join(sweepable(config))}")
-    return dict(items)
-
-def format_space(space: dict  # {name: distribution}, from `parse_space`
-                ) -> str:
-    "The space as one line of items, e.g. 'lr=0.0001..0.01:log match=avg|sorted'."
-    def item(k, d):
-        if isinstance(d, CategoricalDistribution): return f"{k}={'|'.join(format(c, 'g') if isinstance(c, float) else str(c) for c in d.choices)}"
-        return f"{k}={d.low:g}..{d.high:g}{':log' if d.log else ''}"
-    return ' '.join(item(k, d) for k, d in space.items())
+__all__ = ['RUN_KEYS', 'RUN_DEFAULTS', 'SWEEP_OPTIONS', 'SeedPruningCallback', 'sweep_settings', 'teacher_for', 'train_options',
+           'fold_runners', 'make_objective', 'trials_table', 'write_outputs', 'prepare_sweep', 'check_trials',
+           'run_sweep', 'sweep', 'log_sweep', 'hark_sweep', 'read_sweep']
 
 # %% ../nbs/40_sweep.ipynb #ac6bdb76
 class SeedPruningCallback(FastAIPruningCallback):
@@ -144,82 +43,6 @@ class SeedPruningCallback(FastAIPruningCallback):
         super().__init__(trial, monitor=monitor); self.offset = offset
     @property
     def epoch(self): return self.offset + self.learn.epoch   # the parent reports (and prunes) at step self.epoch
-
-# %% ../nbs/40_sweep.ipynb #967d24dc
-JOURNAL = 'optuna-journal.log'
-try:   # Optuna 4.9 renamed the retry of trials whose worker stopped beating
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as _Retry; _RETRY_ARG = 'heartbeat_stale_trial_callback'
-except ImportError: from optuna.storages import RetryFailedTrialCallback as _Retry; _RETRY_ARG = 'failed_trial_callback'
-
-def db_url(url: str  # a database URL
-          ) -> str:
-    "`url` with an installed PostgreSQL driver: SQLAlchemy 2.1 reads postgresql:// as psycopg 3, this package installs psycopg2."
-    try: u = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError: return url
-    if u.drivername in ('postgresql', 'postgres') and not importlib.util.find_spec('psycopg') and importlib.util.find_spec('psycopg2'):
-        return u.set(drivername='postgresql+psycopg2').render_as_string(hide_password=False)
-    return url
-
-def safe_url(url: str  # a database URL
-            ) -> str:
-    "`url` with its password hidden."
-    try: return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError: return url
-
-def open_storage(storage: str = None,  # Optuna RDB URL, or a journal file path; default: OUT/optuna-journal.log
-                 out='sweep'           # the sweep's folder
-                ):
-    "The Optuna storage of a sweep: a journal file (one machine, no server) or a database URL (many machines)."
-    if storage is None or '://' not in str(storage):
-        p = Path(storage or Path(out)/JOURNAL); p.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(p)))
-    kw = dict(connect_args=dict(connect_timeout=10)) if storage.startswith('postgres') else {}   # fail fast on a dead host
-    try:
-        with warnings.catch_warnings():   # the heartbeat is marked experimental; it is what finds a dead machine's trials
-            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(db_url(storage), engine_kwargs=kw, heartbeat_interval=60, grace_period=180, **{_RETRY_ARG: _Retry(max_retry=2)})
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        msg = str(getattr(e, 'orig', None) or e).strip().splitlines()[0]
-        raise ConnectionError(f"cannot open the study storage {safe_url(storage)}: {msg}") from None
-
-# %% ../nbs/40_sweep.ipynb #c37a2ea2
-def open_study(storage,             # from `open_storage`
-               name: str,           # study name
-               attrs: dict,         # what the sweep is (dataset, config, space, ...): JSON values
-               sampler=None,        # Optuna sampler
-               pruner=None          # Optuna pruner
-              ) -> optuna.Study:
-    "Create or load study `name`, maximising; refuse one whose recorded `attrs` differ from these."
-    study = optuna.create_study(storage=storage, study_name=name, direction='maximize', sampler=sampler, pruner=pruner, load_if_exists=True)
-    have = study.user_attrs
-    diff = [f"{k}={have[k]!r} (this sweep: {v!r})" for k, v in attrs.items() if k in have and have[k] != v]
-    if diff: raise DataError(f"study {name!r} was made for another sweep: {'; '.join(diff)}. Use the same settings to resume, "
-                              f"or another --study or --out")
-    for k, v in attrs.items():
-        if k not in have: study.set_user_attr(k, v)
-    return study
-
-# %% ../nbs/40_sweep.ipynb #5d3e556f
-def worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
-
-def _alive(pid):
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass                          # alive, another user's
-    return True
-
-def fail_dead_trials(study: optuna.Study,   # the study
-                     storage                # its storage (from `open_storage`)
-                    ) -> list:
-    "Mark RUNNING trials of dead workers on this host failed and queue their settings again; their numbers."
-    host, out = socket.gethostname(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        h, _, pid = t.user_attrs.get('worker', '').rpartition(':')
-        if h != host or not pid.isdigit() or _alive(int(pid)): continue
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)   # as Optuna's own stale-trial check does
-        if t.params: study.enqueue_trial(t.params, user_attrs=dict(retry_of=t.number))
-        out.append(t.number)
-    return out
 
 # %% ../nbs/40_sweep.ipynb #b3665094
 RUN_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites', 'folds')   # RunSettings fields
@@ -260,16 +83,6 @@ def teacher_for(runner: Runner,  # the runner of the fold (its folder holds the 
     with _file_lock(runner.model_file(name, k).with_suffix('.lock')): return runner.trained_teacher(name, k)[0]
 
 # %% ../nbs/40_sweep.ipynb #403c52c5
-def suggest(trial: optuna.Trial,  # the trial that draws
-            space: dict           # {name: distribution}
-           ) -> dict:
-    "Draw every option of `space` in `trial`."
-    def one(k, d):
-        if isinstance(d, CategoricalDistribution): return trial.suggest_categorical(k, d.choices)
-        if isinstance(d, IntDistribution): return trial.suggest_int(k, d.low, d.high, step=d.step, log=d.log)
-        return trial.suggest_float(k, d.low, d.high, log=d.log)
-    return {k: one(k, d) for k, d in space.items()}
-
 def train_options(params: dict  # a trial's options, {name: value}
                  ) -> dict:
     "A trial's options as `train_config` keywords (`sites` as a tuple of layer names)."
@@ -305,32 +118,7 @@ def make_objective(runners: list,  # a `Runner` per fold (`fold_runners`): data,
         return float(np.mean(valid))
     return objective
 
-# %% ../nbs/40_sweep.ipynb #8fd60b9d
-SAMPLERS, PRUNERS = ('auto', 'grid', 'tpe', 'random'), ('median', 'none')
-
-def make_sampler(space: dict,         # {name: distribution}
-                 kind: str = 'auto',  # one of SAMPLERS
-                 seed: int = None):   # the sampler's seed
-    "An Optuna sampler for `space`: 'grid' (choices only), 'tpe', 'random', or 'auto' (grid if every option is a choice, else TPE)."
-    if kind not in SAMPLERS: raise SettingsError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
-    choices = all(isinstance(d, CategoricalDistribution) for d in space.values())
-    if kind == 'auto': kind = 'grid' if choices else 'tpe'
-    if kind == 'grid':
-        if not choices: raise SettingsError(f"the grid sampler needs choices only (name=a|b); ranges given: {format_space(space)}")
-        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in space.items()}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed) if kind == 'tpe' else optuna.samplers.RandomSampler(seed=seed)
-
-def make_pruner(kind: str = 'median',  # one of PRUNERS
-                warmup: int = 1,       # steps (epochs) before a trial may be stopped
-                startup: int = 2):     # finished trials before any is stopped
-    "Optuna's MedianPruner (after `startup` finished trials, from epoch `warmup` on) or none."
-    if kind not in PRUNERS: raise SettingsError(f"unknown pruner {kind!r}; choose one of {', '.join(PRUNERS)}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0: raise SettingsError(f"warmup={warmup!r}: warmup must be an int >= 0")
-    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup) if kind == 'median' else optuna.pruners.NopPruner()
-
 # %% ../nbs/40_sweep.ipynb #d027c307
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
 def trials_table(study: optuna.Study  # the study
                 ) -> pd.DataFrame:
     "One row per trial: number, state, validation and (for the record) test macro F1 (mean, then per training), the options, last step, seconds, worker."
