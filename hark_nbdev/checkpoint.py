@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib, io, json, os, re
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np, torch
+import torch
 from torch import nn
 from fastcore.xtras import atomic_save
 import hark_nbdev

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/results.html.md"""
 
 # %% ../nbs/32_results.ipynb #d6edbf73
 from __future__ import annotations
-import hashlib, json, os, platform, re, subprocess, sys
+import hashlib, json, os, platform, subprocess, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
