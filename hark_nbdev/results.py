@@ -165,11 +165,16 @@ class ResultsStore:
         same_fold = fold_col.isna() if fold is None or pd.isna(fold) else fold_col == fold   # None: the fixed split
         return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed) & same_fold
 
-    def done(self, dataset:str, config:str, seed:int, fold:int=None) -> bool:   # the key of a row (fold None: the fixed split)
+    def done(self, dataset:str,     # the row's dataset
+             config:str,            # configuration
+             seed:int,              # seed
+             fold:int=None,         # fold (None: the fixed split)
+            ) -> bool:
         "Whether a row for (dataset, config, seed, fold) is stored."
         return bool(self._mask(dataset, config, seed, fold).any())
 
-    def rows(self, dataset:str=None) -> pd.DataFrame:   # only this dataset's rows (default: all)
+    def rows(self, dataset:str=None,  # only this dataset's rows (default: all)
+            ) -> pd.DataFrame:
         "The stored rows (of `dataset`)."
         return self.df if dataset is None else self.df[self.df['dataset'] == dataset].reset_index(drop=True)
 
@@ -195,13 +200,20 @@ from .checkpoint import slug   # the one rule for file-name parts, shared with t
 
 
 # %% ../nbs/32_results.ipynb #c32e0002
-def history_path(dataset, protocol, config, seed) -> Path:
+def history_path(dataset,   # the row's dataset
+                 protocol,  # protocol
+                 config,    # configuration
+                 seed,      # seed (with a fold: 'SEED-foldI')
+                ) -> Path:
     "Where the learning curve of a row lives, relative to its run folder."
     return Path('history')/slug(f'{dataset}-{protocol}')/f'{slug(config)}-seed{seed}.csv'
 
 def save_history(out,       # the run folder
                  records,   # the per-epoch records (a list of dicts, e.g. `info['history']`) or a DataFrame
-                 dataset, protocol, config, seed,  # the row's key and protocol
+                 dataset,   # the row's dataset
+                 protocol,  # its protocol
+                 config,    # its configuration
+                 seed,      # and seed (with a fold: 'SEED-foldI')
                 ) -> str:
     "Write a row's learning curve atomically; its path relative to `out` (for the row's `history` column)."
     rel = history_path(dataset, protocol, config, seed)
@@ -209,7 +221,9 @@ def save_history(out,       # the run folder
     with atomic_write(Path(out)/rel) as f: pd.DataFrame(records).to_csv(f, index=False)
     return str(rel)
 
-def read_history(out, row) -> pd.DataFrame:
+def read_history(out,  # the run folder
+                 row,  # a results row (dict or Series) with a `history` path
+                ) -> pd.DataFrame:
     "The learning curve of results row `row` (a dict or Series with a `history` path) of run folder `out`."
     return pd.read_csv(Path(out)/row['history'])
 
