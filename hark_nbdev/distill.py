@@ -57,7 +57,7 @@ def teacher_outputs(teacher: nn.Module,   # the frozen teacher
             _fill(maps, idx, hooks.maps(), n)
     return logits, maps
 
-# %% ../nbs/21_distill.ipynb #1daa5e59
+# %% ../nbs/21_distill.ipynb #eca8ebfd
 def outputs_key(teacher: nn.Module,   # the teacher
                 dl,                   # the training loader; its dataset must hold its inputs as `tensors` (a TensorDataset)
                 modules: dict = None  # the map modules kept (see `teacher_outputs`)
