@@ -171,6 +171,7 @@ def build_learner(config:str,        # a name of CONFIGS
                   clip:float=None,   # largest gradient norm, > 0 (default: the recipe's, no clipping)
                   label_smoothing:float=None, # label smoothing of the CE loss, in [0, 1) (default: the recipe's)
                   augment=None,      # training-batch augmentations of AUGMENTS joined by '+' (default: the recipe's, none)
+                  teacher_cache=None, # a file that keeps the teacher's outputs for later fits and processes (`distill.stored_teacher_outputs`)
                   **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout, lstm_dropout, norm); None: the model's default
                  ) -> Learner:
     "A fresh, seeded `Learner` for `config` on `data`; an option that does not apply to `config` is an error."
@@ -187,7 +188,7 @@ def build_learner(config:str,        # a name of CONFIGS
         hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
         # augmented windows differ at every epoch: the teacher must see each batch, its cached outputs would not match
         cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'],
-                                  cache=not o['augment'])
+                                  cache=not o['augment'], cache_file=teacher_cache)
     cbs = [cb] + ([TrainLossCallback()] if r.teacher else []) + _recipe_callbacks(o, data, seed)
     ls = o['label_smoothing']
     learn = HARLearner(dls, model, loss_func=LabelSmoothingCrossEntropyFlat(eps=ls) if ls else CrossEntropyLossFlat(),
@@ -302,7 +303,8 @@ def train_config(config:str,              # a name of CONFIGS
                 **_loss_info(learn), select=select, **{k: v for k, v in learn.recipe.items() if k not in ('schedule', 'select')},
                 history=hist.to_dict('records'))
     cb = getattr(learn, 'distillation', None)
-    info.update(alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan,
+    info.update(teacher_seconds=cb.cache_seconds if cb else math.nan,   # getting the teacher's outputs (computed, or read from `teacher_cache`)
+                alpha=cb.alpha if cb else math.nan, T=cb.T if cb else math.nan, beta=cb.beta if cb else math.nan,
                 match=cb.match if cb and cb.beta > 0 else '')   # the channel-matching rule, where maps are distilled
     return learn, info
 

@@ -49,6 +49,7 @@ class RunSettings:
     schedule: str = None          # 'one_cycle' (fixed budget) or 'constant' (the study's lr 1e-3 with early stopping) (default: the recipe's)
     patience: int = 10            # early-stopping patience in epochs (constant schedule only)
     teacher_seeds: int = None     # train teachers for this many seeds only and share them (seed % N); default: one per seed
+    teachers: str = None          # a run folder to take trained teachers from, read only (e.g. runs/hapt-standard-oc30-t15-s3); teachers it lacks are trained into this run
     sites: tuple = None           # conv layers that get CBAM in the attention models: 'conv2+conv3' or a list (default: conv4)
     out: str = 'results'          # run folder: results.csv, summary.csv, run.json, models/ and the figures
     lr: float = None              # learning rate (default: the schedule's)
@@ -153,7 +154,7 @@ _CHECKS = dict(
     protocol=lambda n, v: _choice(n, v, PROTOCOL_NAMES),
     configs=lambda n, v: _names(n, v, CONFIG_NAMES, ',', all_ok=True), seeds=_seeds,
     epochs=_int, teacher_epochs=_int, schedule=lambda n, v: _choice(n, v, SCHEDULE_NAMES, none=True),
-    patience=lambda n, v: _int(n, v, none=False), teacher_seeds=_int,
+    patience=lambda n, v: _int(n, v, none=False), teacher_seeds=_int, teachers=_folder,
     sites=lambda n, v: None if v is None else _names(n, v, SITE_NAMES, '+'),
     out=lambda n, v: _folder(n, v, none=False, out=True),
     lr=lambda n, v: _float(n, v, 0, lo_open=True), alpha=lambda n, v: _float(n, v, 0, 1), T=lambda n, v: _float(n, v, 0, lo_open=True),
