@@ -35,7 +35,8 @@ class ChannelAttention(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c, c // reduction), nn.ReLU(), nn.Linear(c // reduction, c))
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,  # feature maps (B, C, H, W)
+               ) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.c:
             raise ValueError(f"ChannelAttention expects (B, {self.c}, H, W), got {tuple(x.shape)}")
         avg, mx = x.mean(dim=(2, 3)), x.amax(dim=(2, 3))     # (B, C) each
@@ -59,7 +60,8 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2, bias=False)
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,  # feature maps (B, C, H, W)
+               ) -> Tensor:
         if x.ndim != 4: raise ValueError(f"SpatialAttention expects (B, C, H, W), got {tuple(x.shape)}")
         planes = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # (B, 2, H, W)
         return self.gate(self.conv(planes))
@@ -76,7 +78,8 @@ class CBAM(nn.Module):
         self.c, self.reduction, self.kernel = c, reduction, kernel
         self.channel, self.spatial = ChannelAttention(c, reduction), SpatialAttention(kernel)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,  # feature maps (B, C, H, W)
+               ) -> Tensor:
         x = self.channel(x) * x     # `*`, not torch.mul: ptflops patches torch.mul and would count it twice
         return self.spatial(x) * x
 

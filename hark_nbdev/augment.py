@@ -42,7 +42,8 @@ def random_rotations(n: int, # number of matrices
 # %% ../nbs/07_augment.ipynb #a0000009
 AUGMENTS = ('jitter', 'scale', 'rotate', 'shift')   # in the order they are applied: rotate and scale on physical values
 
-def check_augment(ops) -> tuple:
+def check_augment(ops,  # names joined by '+', a list of names, or None/'none'
+                 ) -> tuple:
     "Normalise `ops` ('jitter+rotate', a list, or None/'none') to a tuple of `AUGMENTS` names; unknown names raise."
     if ops is None or ops == 'none' or ops == (): return ()
     items = [s.strip() for s in ops.split('+')] if isinstance(ops, str) else list(ops)
@@ -55,7 +56,8 @@ class Augment(Callback):
     order = 1   # before the distillation callback (5) reads the batch
     def __init__(self, channels: list, # channel names (they tell the sensor triads)
                  ops='jitter+scale+rotate+shift', # names of `AUGMENTS` joined by '+', or a list
-                 mean=None, std=None, # the training normaliser's per-channel statistics (default: 0 and 1)
+                 mean=None,           # the training normaliser's per-channel mean (default: 0)
+                 std=None,            # and standard deviation (default: 1)
                  sigma: float = 0.05, # jitter: noise std in z-score units
                  scale: float = 0.1, # scale: std of the per-triad factor around 1
                  max_shift: float = 0.1, # shift: the largest time shift as a fraction of the window
@@ -76,7 +78,8 @@ class Augment(Callback):
         if not self.training: return
         self.learn.xb = (self.augment(self.xb[0]),) + tuple(self.xb[1:])
 
-    def augment(self, x: Tensor) -> Tensor:
+    def augment(self, x: Tensor,  # a batch of z-scored windows (B, 1, T, C)
+               ) -> Tensor:
         "An augmented copy of the batch `x` `(B, 1, T, C)`."
         dev, x = x.device, x.detach().cpu().clone()
         if {'rotate', 'scale'} & set(self.ops): x = self._physical(x)

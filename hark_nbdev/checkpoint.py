@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib, io, json, os, re
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np, torch
+import torch
 from torch import nn
 from fastcore.xtras import atomic_save
 import hark_nbdev
@@ -30,13 +30,20 @@ def slug(s,  # any text, e.g. 'hapt-standard'
     "`s` as a file-name part: runs of other characters than word characters, `.` and `-` become `-`."
     return re.sub(r'[^\w.-]+', '-', str(s)).strip('-')
 
-def model_path(run_dir, dataset: str, protocol: str, config: str, seed: int, fold: int = None) -> Path:
+def model_path(run_dir,          # the run folder
+               dataset: str,     # dataset name
+               protocol: str,    # protocol name
+               config: str,      # configuration name
+               seed: int,        # training seed
+               fold: int = None, # subject-wise fold (None: the fixed split)
+              ) -> Path:
     "Where a run folder keeps the weights of `config` trained with `seed` (and `fold`) on `dataset` under `protocol`."
     fold = '' if fold is None else f'-fold{fold}'
     return Path(run_dir)/'models'/slug(f'{dataset}-{protocol}')/f'{config}-seed{seed}{fold}.pth'
 
 # %% ../nbs/13_checkpoint.ipynb #d4a1443d
-def model_arch(model: nn.Module) -> dict | None:
+def model_arch(model: nn.Module,  # a trained model
+              ) -> dict | None:
     "The constructor arguments that rebuild `model` (a `DeepConvLSTM`) and its package name; None for other modules."
     if not isinstance(model, DeepConvLSTM): return None
     arch = dict(n_channels=model.n_channels, n_classes=model.n_classes, window=model.window, filters=model.filters,
@@ -46,11 +53,13 @@ def model_arch(model: nn.Module) -> dict | None:
     base = next((k for k, v in WIDTHS.items() if v == (model.filters, model.hidden)), None)
     return dict(arch, name=base and base + ('-Att' if model.sites else ''))
 
-def build_model(arch: dict) -> DeepConvLSTM:
+def build_model(arch: dict,  # `model_arch`'s description
+               ) -> DeepConvLSTM:
     "An untrained `DeepConvLSTM` from `model_arch`'s description."
     return DeepConvLSTM(**{k: (tuple(v) if k == 'sites' else v) for k, v in arch.items() if k != 'name'})
 
-def data_meta(data) -> dict:
+def data_meta(data,  # the `HARData` the model was trained on
+             ) -> dict:
     "What a saved model needs from its `HARData`: classes, channel order, input shape and the training normalisation."
     nrm = data.normalizer
     return dict(classes=list(data.classes), channels=list(data.channels), input_shape=[1, data.window, data.n_channels],
@@ -71,7 +80,10 @@ def _jsonable(v):
     if isinstance(v, Path): return str(v)
     raise TypeError(f"cannot store a {type(v).__name__} in a model's JSON")
 
-def save_model(model: nn.Module, path, **meta) -> Path:
+def save_model(model: nn.Module,  # the trained model
+               path,              # the .pth file to write (its .json goes beside it)
+               **meta,            # what rebuilds and describes it: config, seed, dataset, `data_meta`, training info...
+              ) -> Path:
     "Write `model`'s weights to `path` (.pth) and, after them, `meta` with its architecture and format to the .json beside it."
     path = Path(path)
     buf = io.BytesIO(); torch.save(model.state_dict(), buf)
@@ -84,7 +96,9 @@ def save_model(model: nn.Module, path, **meta) -> Path:
     return path
 
 # %% ../nbs/13_checkpoint.ipynb #aabc28f4
-def read_meta(path, legacy: bool = False) -> dict:
+def read_meta(path,                 # a saved model's .pth (or its .json)
+              legacy: bool = False,  # also accept files saved before checkpoint formats (format 0)
+             ) -> dict:
     "The metadata of the model saved at `path`; refuses a file of another format (format 0 passes with `legacy=True`)."
     path = Path(path); j = path.with_suffix('.json')
     if not path.exists(): raise CheckpointError(f"no saved model at {path}")
@@ -98,7 +112,10 @@ def read_meta(path, legacy: bool = False) -> dict:
                               "to save it again, or load it with the version that wrote it")
     return meta
 
-def load_weights(model: nn.Module, path, legacy: bool = False) -> dict:
+def load_weights(model: nn.Module,      # a model of the saved architecture
+                 path,                  # the saved model's .pth
+                 legacy: bool = False,  # also accept files saved before checkpoint formats (format 0)
+                ) -> dict:
     "Load the weights saved at `path` into `model` (checked against their JSON) and return the metadata."
     meta, path = read_meta(path, legacy), Path(path)
     data = path.read_bytes()
@@ -107,7 +124,8 @@ def load_weights(model: nn.Module, path, legacy: bool = False) -> dict:
     model.load_state_dict(torch.load(io.BytesIO(data), map_location='cpu', weights_only=True))
     return meta
 
-def load_checkpoint(path) -> DeepConvLSTM:
+def load_checkpoint(path,  # a saved model's .pth
+                   ) -> DeepConvLSTM:
     "The model saved at `path`, rebuilt from its metadata, in eval mode; the metadata (and the file's `path`) is its `.meta`."
     meta = read_meta(path)
     if meta.get('arch') is None: raise CheckpointError(f"{path} holds a model that is not a DeepConvLSTM: nothing describes how to rebuild it")
@@ -117,11 +135,18 @@ def load_checkpoint(path) -> DeepConvLSTM:
     return model.eval()
 
 # %% ../nbs/13_checkpoint.ipynb #ce09282d
-def saved_models(run_dir) -> list:
+def saved_models(run_dir,  # a run folder
+                ) -> list:
     "The saved models of a run folder, as paths relative to it."
     return sorted(str(p.relative_to(run_dir)) for p in Path(run_dir).glob('models/*/*.pth'))
 
-def load_model(run_dir, config: str, seed: int, fold: int = None, dataset: str = None, protocol: str = None) -> DeepConvLSTM:
+def load_model(run_dir,              # the run folder
+               config: str,          # configuration name
+               seed: int,            # training seed
+               fold: int = None,     # subject-wise fold (None: the fixed split)
+               dataset: str = None,  # the dataset, if the folder holds several
+               protocol: str = None, # the protocol, if the folder holds several
+              ) -> DeepConvLSTM:
     "Rebuild the model of `config` trained with `seed` (and `fold`) in run folder `run_dir`; `dataset`/`protocol` pick one if it holds several."
     run_dir = Path(run_dir)
     if not run_dir.is_dir(): raise CheckpointError(f"no run folder {run_dir}")

@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/cli.html.md"""
 
 # %% ../nbs/36_cli.ipynb #9be15937
 from __future__ import annotations
-import warnings
+import sys, warnings
 from contextlib import contextmanager
 from .settings import (OneLineParser, command_errors, run_parser, args_settings, DATASET_NAMES, PROTOCOL_NAMES)
 
@@ -21,13 +21,31 @@ def run_command(prog:str,                   # the command's name
                 parser:OneLineParser,       # its parser
                 argv:list,                  # the arguments (None: the command line)
                 work):                      # work(parsed arguments): imports the library and does the job
-    "Parse `argv` (a usage error exits 2), then do `work` with a user's mistakes shown as one line (see `command_errors`)."
+    "Parse `argv` (a usage error exits 2), then do `work` with a user's mistakes shown as one line (see `command_errors`); `work` finds the arguments as given in `.argv`."
     a = parser.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)   # e.g. to record the command that made a result
     with command_errors(prog, a.debug), library_imports(): work(a)
 
+def command(prog:str,          # the command's name, in usage and errors
+            description:str,   # what it does: the top of its --help
+            options:dict,      # argument name or flag -> `add_argument` keywords, in order
+           ):
+    "Decorator: `work(parsed arguments)` becomes the command `f(argv=None)` that parses `argv` with `options` on a `OneLineParser`, then does `work` (see `run_command`); `f.parser()` builds its parser."
+    def parser():
+        p = OneLineParser(prog=prog, description=description)
+        for name, kw in options.items(): p.add_argument(name, **kw)
+        return p
+    def make(work):
+        def cmd(argv:list=None):   # the arguments (default: the command line)
+            run_command(prog, parser(), argv, work)
+        for k in ('__module__', '__name__', '__qualname__', '__doc__'): setattr(cmd, k, getattr(work, k))   # not __wrapped__: the signature is cmd's
+        cmd.parser = parser
+        return cmd
+    return make
+
 # %% auto #0
-__all__ = ['library_imports', 'run_command', 'hark_run', 'data_parser', 'hark_data', 'plots_parser', 'hark_plots',
-           'report_parser', 'hark_report']
+__all__ = ['DATA_OPTIONS', 'PLOTS_OPTIONS', 'REPORT_OPTIONS', 'library_imports', 'run_command', 'command', 'hark_run',
+           'hark_data', 'hark_plots', 'hark_report']
 
 # %% ../nbs/36_cli.ipynb #ee244321
 def _run(a):
@@ -44,59 +62,45 @@ def hark_run(argv:list=None):   # the arguments (default: the command line)
     run_command('hark-run', run_parser(), argv, _run)
 
 # %% ../nbs/36_cli.ipynb #adb50c9d
-def data_parser(prog='hark-data',  # the command's name in usage and errors
-               ) -> OneLineParser:
-    "The `hark-data` command line."
-    p = OneLineParser(prog=prog, description="Load DATASET under a protocol and print its summary: subjects, windows per split and class, channels, window, rate, parse report.")
-    p.add_argument('dataset', choices=DATASET_NAMES, help="dataset name")
-    p.add_argument('--path', help="dataset folder (default: $HARK_DATA, the cache, or a download)")
-    p.add_argument('--protocol', choices=PROTOCOL_NAMES, default='standard', help="[standard]")
-    p.add_argument('--window', type=int, help="window length in samples (default: the protocol's)")
-    p.add_argument('--step', type=int, help="step between windows (default: the protocol's)")
-    p.add_argument('--seed', type=int, default=42, help="seed of random splits, validation subjects and folds [42]")
-    p.add_argument('--folds', help="subject-wise cross-validation: K (K-fold) or loso")
-    p.add_argument('--fold', type=int, default=0, help="with --folds: the fold to show (0 .. number of folds - 1) [0]")
-    p.add_argument('--json', action='store_true', help="print one JSON object instead of the report")
-    return p
+DATA_OPTIONS = {
+    'dataset': dict(choices=DATASET_NAMES, help="dataset name"),
+    '--path': dict(help="dataset folder (default: $HARK_DATA, the cache, or a download)"),
+    '--protocol': dict(choices=PROTOCOL_NAMES, default='standard', help="[standard]"),
+    '--window': dict(type=int, help="window length in samples (default: the protocol's)"),
+    '--step': dict(type=int, help="step between windows (default: the protocol's)"),
+    '--seed': dict(type=int, default=42, help="seed of random splits, validation subjects and folds [42]"),
+    '--folds': dict(help="subject-wise cross-validation: K (K-fold) or loso"),
+    '--fold': dict(type=int, default=0, help="with --folds: the fold to show (0 .. number of folds - 1) [0]"),
+    '--json': dict(action='store_true', help="print one JSON object instead of the report")}
 
-def _data(a):
+@command('hark-data', "Load DATASET under a protocol and print its summary: subjects, windows per split and class, channels, window, rate, parse report.",
+         DATA_OPTIONS)
+def hark_data(a):
+    "Print the summary of a dataset under a protocol (see `datasets.data_report`)."
     from hark_nbdev.datasets import data_report
     print(data_report(a.dataset, a.path, a.protocol, a.window, a.step, a.seed, a.folds, a.fold, as_json=a.json))
 
-def hark_data(argv:list=None):   # the arguments (default: the command line)
-    "Print the summary of a dataset under a protocol (see `datasets.data_report`)."
-    run_command('hark-data', data_parser(), argv, _data)
-
 # %% ../nbs/36_cli.ipynb #aaa2e044
-def plots_parser(prog='hark-plots',  # the command's name in usage and errors
-                ) -> OneLineParser:
-    "The `hark-plots` command line."
-    p = OneLineParser(prog=prog, description="Draw the study's figures from a hark-run results file.")
-    p.add_argument('results', help="run folder (holding results.csv) or a results.csv file")
-    p.add_argument('--out', help="folder for the PNGs (default: the run folder, where hark-run draws them)")
-    return p
+PLOTS_OPTIONS = {
+    'results': dict(help="run folder (holding results.csv) or a results.csv file"),
+    '--out': dict(help="folder for the PNGs (default: the run folder, where hark-run draws them)")}
 
-def _plots(a):
+@command('hark-plots', "Draw the study's figures from a hark-run results file.", PLOTS_OPTIONS)
+def hark_plots(a):
+    "Draw the study's figures of a run into its run folder (or `--out`)."
     from hark_nbdev.plots import plot_all, figures_dir
     for path in plot_all(a.results, a.out or figures_dir(a.results)): print(path)
 
-def hark_plots(argv:list=None):   # the arguments (default: the command line)
-    "Draw the study's figures of a run into its run folder (or `--out`)."
-    run_command('hark-plots', plots_parser(), argv, _plots)
+REPORT_OPTIONS = {
+    'run_dir': dict(help="run folder holding results.csv (written by hark-run --out DIR)"),
+    '--baseline': dict(help="compare every other configuration with this one (default: each with its own: RB-KD, LM-Att over LM; "
+                            "RB-KD-Att over LM-Att; RAB-KD over RB-KD-Att and LM)"),
+    '--dataset': dict(help="the dataset of the run (default: the only one)"),
+    '--json': dict(action='store_true', help="print one JSON object (numbers) instead of markdown")}
 
-def report_parser(prog='hark-report') -> OneLineParser:
-    "The `hark-report` command line."
-    p = OneLineParser(prog=prog, description="Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines (bootstrap interval, Wilcoxon p).")
-    p.add_argument('run_dir', help="run folder holding results.csv (written by hark-run --out DIR)")
-    p.add_argument('--baseline', help="compare every other configuration with this one (default: each with its own: RB-KD, LM-Att over LM; RB-KD-Att over LM-Att; RAB-KD over RB-KD-Att and LM)")
-    p.add_argument('--dataset', help="the dataset of the run (default: the only one)")
-    p.add_argument('--json', action='store_true', help="print one JSON object (numbers) instead of markdown")
-    return p
-
-def _report(a):
+@command('hark-report', "Print a run's result table with 95% bootstrap intervals of macro F1 and the paired gains over baselines "
+         "(bootstrap interval, Wilcoxon p).", REPORT_OPTIONS)
+def hark_report(a):
+    "Print the result table and the paired gains of a run (see `report.report_text`)."
     from hark_nbdev.report import report_text
     print(report_text(a.run_dir, a.baseline, a.dataset, as_json=a.json))
-
-def hark_report(argv:list=None):   # the arguments (default: the command line)
-    "Print the result table and the paired gains of a run (see `report.report_text`)."
-    run_command('hark-report', report_parser(), argv, _report)

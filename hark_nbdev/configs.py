@@ -210,7 +210,8 @@ def _recipe_callbacks(o, data, seed):
 class HARLearner(Learner):
     "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
     train_only = (DistillationCallback, TrainLossCallback, Augment, GradientClip)   # callback types that `export` leaves out
-    def export(self, fname='export.pkl', **kwargs):
+    def export(self, fname='export.pkl',  # the file, in `self.path`
+               **kwargs):                 # `Learner.export`'s other arguments
         "`Learner.export` without the training-only callbacks: the file holds the model, the normaliser and the class names; no data, no teacher."
         cbs = [cb for cb in self.cbs if isinstance(cb, self.train_only)]
         self.remove_cbs(cbs)
@@ -236,7 +237,8 @@ def _loss_info(learn) -> dict:
     last = cb.last if cb is not None else {}
     return {k: last.get(k, math.nan) for k in ('loss_ce', 'loss_kd', 'loss_att')}
 
-def history(learn) -> 'pd.DataFrame':
+def history(learn,  # a fitted `Learner`
+           ) -> 'pd.DataFrame':
     "Per-epoch learning curve of the last fit: train loss and its parts, validation loss, macro F1 and accuracy, and the lr at the epoch's end."
     import pandas as pd
     rec, names = learn.recorder, learn.recorder.metric_names[1:-1]     # drop 'epoch' and 'time'
@@ -329,7 +331,8 @@ def evaluate(learn_or_model,  # a trained Learner or nn.Module
                 accuracy=float(accuracy_score(y, p)), pred_classes=len(np.unique(p)))
 
 # %% ../nbs/31_configs.ipynb #c31e0011
-def fold_valid(data) -> 'HARData':
+def fold_valid(data,  # a `HARData` with validation windows
+              ) -> 'HARData':
     "A copy of `data` whose training split also holds the validation windows (same normaliser, same test split)."
     from hark_nbdev.data import WindowSet
     if not len(data.valid): raise ValueError("fold_valid: the data has no validation windows to fold back")

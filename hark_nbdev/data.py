@@ -59,7 +59,8 @@ class WindowSet:
     def __len__(self): return len(self.X)
     @property
     def subjects(self): "Sorted distinct subjects."; return sorted(int(s) for s in np.unique(self.subject))
-    def subset(self, idx):
+    def subset(self, idx,  # a bool mask or indices of windows
+              ):
         "Windows at `idx` (bool mask or indices)."
         return WindowSet(self.X[idx], self.y[idx], self.subject[idx], None if self.run is None else self.run[idx])
     @classmethod
@@ -296,9 +297,11 @@ def fold_split(ws:WindowSet,  # the windows `folds` was made from
 # %% ../nbs/00_data.ipynb #e5d53bfd
 class Normalizer:
     "Per-channel z-score fitted on training windows only."
-    def __init__(self, mean=None, std=None):   # per-channel statistics (None: call `fit` first)
+    def __init__(self, mean=None,  # per-channel mean (None: call `fit` first)
+                 std=None):  # per-channel standard deviation
         self.mean, self.std = mean, std
-    def fit(self, X, channels=None):
+    def fit(self, X,          # windows (n, time, channels)
+            channels=None):  # channel names, for the messages
         "Fit per-channel mean/std on `X` (n, time, channels); `channels` names them in errors."
         flat = np.asarray(X, dtype=np.float64).reshape(-1, X.shape[-1])
         if not len(flat): raise ValueError("cannot fit a Normalizer on zero training windows")
@@ -313,7 +316,8 @@ class Normalizer:
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         return self
     def __call__(self, X): "Normalise `X`."; return ((X - self.mean) / self.std).astype(np.float32)
-    def apply(self, ws:WindowSet) -> WindowSet:
+    def apply(self, ws:WindowSet,  # windows to normalise
+             ) -> WindowSet:
         "A normalised copy of `ws`."
         return WindowSet(self(ws.X), ws.y, ws.subject, ws.run)
 
@@ -363,7 +367,11 @@ def window_dl(ws:WindowSet,       # the (normalised) windows
 
 class HARDataLoaders(DataLoaders):
     "fastai `DataLoaders` whose `test_dl` takes RAW windows, so `Learner.predict(window)` works, also on an exported Learner."
-    def test_dl(self, test_items, rm_type_tfms=None, with_labels=False, bs=None, **kwargs) -> WindowDL:
+    def test_dl(self, test_items,     # raw windows: each (T, C), or one (n, T, C) array
+                rm_type_tfms=None,     # fastai's, unused
+                with_labels=False,     # fastai's, unused: the windows have no labels
+                bs=None,               # batch size (default: the training loader's)
+                **kwargs) -> WindowDL: # fastai's, unused
         "An in-order loader over raw windows `test_items` (each (T, C), or one (n, T, C) array), z-scored with the training statistics."
         ds = self.train.dataset
         X = np.stack([np.asarray(w, dtype=np.float32) for w in test_items]) if len(test_items) else np.zeros((0, *ds.tensors[0].shape[2:]), np.float32)
@@ -405,8 +413,11 @@ def drop_untrained_classes(train:WindowSet,   # training windows
 
 class HARData:
     "Normalised train/valid/test windows + metadata, with fastai `DataLoaders`."
-    def __init__(self, train, valid, test,  # the normalised `WindowSet`s (see `from_windows`)
-                 classes, channels,         # class and channel names
+    def __init__(self, train,               # the normalised training `WindowSet` (see `from_windows`)
+                 valid,                     # the validation one
+                 test,                      # the test one
+                 classes,                   # class names
+                 channels,                  # channel names
                  rate,                      # sampling rate in Hz
                  protocol=None,             # how the windows were made (dataset, protocol, window, step, split, ...)
                  bs=64,                     # batch size
@@ -448,7 +459,8 @@ class HARData:
             tr = self._dl(self.train, shuffle=True, drop_last=len(self.train) >= self.bs, seed=self.seed)
             self._dls = HARDataLoaders(tr, self._dl(self.valid), device=default_device())
         return self._dls
-    def test_dl(self, bs=None) -> WindowDL:
+    def test_dl(self, bs=None,  # batch size (default: the data's)
+               ) -> WindowDL:
         "An in-order `DataLoader` over the test windows."
         return window_dl(self.test, bs or self.bs, device=self.dls.device, normalizer=self.normalizer, classes=self.classes)
 

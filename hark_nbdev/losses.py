@@ -6,7 +6,6 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/losses.html.md"""
 
 # %% ../nbs/20_losses.ipynb #7b25d667
 from __future__ import annotations
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

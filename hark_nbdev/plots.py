@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from .configs import CONFIGS
 from .checkpoint import slug
-from .results import summarize, unit_rows, f1_intervals, fold_table, read_history
+from .results import summarize, unit_rows, f1_intervals, fold_table, fold_subjects, read_history
 
 # %% ../nbs/33_plots.ipynb #8947f275
 NEEDED = ['dataset', 'config', 'seed', 'f1_macro', 'accuracy', 'params', 'macs', 'flops', 'size_bytes']
@@ -203,12 +203,20 @@ def plot_intervals(df,                # results: a DataFrame, a results.csv path
     return fig
 
 # %% ../nbs/33_plots.ipynb #3f01d005
+def _fold_caption(fs,        # `results.fold_subjects` of the run
+                  width=100, # characters a caption line may take before it wraps
+                 ) -> str:
+    "Which subjects each fold labelled 'fold i' tests, a (wrapped) line per fold; '' when every fold is named by its subjects."
+    import textwrap
+    unnamed = fs[fs['label'].str.startswith('fold ') & (fs['n_test'] > 0)]   # folds named by their subjects need no caption
+    return '\n'.join(textwrap.fill(f"{r.label}: {r.test_subjects}", width, subsequent_indent='    ') for r in unnamed.itertuples())
+
 def plot_folds(df,                 # results of a run with folds: a DataFrame, a results.csv path or a run folder
                dataset=None,       # the dataset (default: the only one)
                metric='f1_macro',  # the metric, a fraction (drawn in percent)
                configs=None,       # configurations to show (default: all, in CONFIGS order)
               ):
-    "Heat map of `metric` (percent, mean over seeds) per configuration and fold (`results.fold_table`), with the mean over folds as the last column."
+    "Heat map of `metric` (percent, mean over seeds) per configuration and fold (`results.fold_table`), with the mean over folds as the last column; a K-fold run's caption lists each fold's test subjects."
     r = load_results(df)
     m = fold_table(r if configs is None else r[r['config'].isin(configs)], dataset, metric, order=tuple(CONFIGS))
     fig, ax = plt.subplots(figsize=(0.62*m.shape[1] + 2.2, 0.42*len(m) + 1.4))
@@ -220,6 +228,8 @@ def plot_folds(df,                 # results of a run with folds: a DataFrame, a
     fig.colorbar(im, ax=ax, label=f"{LABELS.get(metric, metric)} %")
     u = unit_rows(r, dataset)
     ax.set_title(f"{u['dataset'].iloc[0]}: per fold, mean over {u['seed'].nunique()} seed(s)", fontsize=9)
+    cap = _fold_caption(fold_subjects(u))
+    if cap: ax.set_xlabel('test subjects\n' + cap, fontsize=6, loc='left', linespacing=1.3)   # "fold i" alone does not say who is hard
     fig.tight_layout()
     return fig
 

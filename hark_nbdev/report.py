@@ -10,12 +10,12 @@ import json as _json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .configs import CONFIGS, TEACHER_OF, TEACHERS
-from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, ResultsStore
+from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, fold_subjects, ResultsStore
 
 # %% auto #0
 __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
            'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table', 'report_data',
-           'report_text', 'few_units_note']
+           'report_text', 'folds_text', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean,       # a mean (a fraction, by default)
@@ -57,20 +57,41 @@ def _one(rows, col):
     v = list(dict.fromkeys(rows[col].dropna().astype(str)))
     return '/'.join(v) if v else '?'
 
+def _span(rows, col):
+    "The values of a count column over folds: '1,234' when all are equal, else 'lowest-highest'; '?' if absent or empty."
+    v = pd.to_numeric(rows[col], errors='coerce').dropna() if col in rows else pd.Series([], dtype=float)
+    if not len(v): return '?'
+    lo, hi = int(v.min()), int(v.max())
+    return f'{lo:,}' if lo == hi else f'{lo:,}-{hi:,}'
+
+def _fold_split(rows) -> str:
+    "How a run with folds split its subjects, in words: the kind of folds, how many subjects, where validation comes from."
+    k, n = _one(rows, 'folds'), rows['fold'].nunique()
+    subs = {s for t in rows['test_subjects'].dropna().astype(str) for s in t.split('+') if s} if 'test_subjects' in rows else set()
+    how = f"leave one subject out ({n} folds)" if k == 'loso' else f"subject-wise K-fold (K={k})"
+    return (how + (f", fold seed {_one(rows, 'data_seed')}" if 'data_seed' in rows else '')
+            + (f", over {len(subs)} subjects, each tested in one fold" if subs else '')
+            + "; validation from each fold's training subjects")
+
 def protocol_note(res:pd.DataFrame,  # results rows (results.csv)
                   dataset=None,       # the dataset (default: the only one in `res`)
                  ) -> str:
-    "One paragraph (markdown) with the protocol, data sizes, schedule, epoch budgets and seeds of a dataset's rows."
+    "One paragraph (markdown) with the protocol (or the folds), data sizes, schedule, epoch budgets and seeds of a dataset's rows."
     s = _summary(res, dataset); d = s['dataset'].iloc[0]
     r = res[res['dataset'] == d]
     teach = r['config'].isin(TEACHERS)
     kd = r[r['config'].map(TEACHER_OF).notna()]
     ts = sorted(set(pd.to_numeric(kd['teacher_seed'], errors='coerce').dropna().astype(int))) if 'teacher_seed' in kd else []
     shared = 0 < len(ts) < kd['seed'].nunique()   # fewer teachers than student seeds
-    return (f"**{d}**, protocol `{_one(r, 'protocol')}` (split: {_one(r, 'split')}); windows of {_one(r, 'window')} samples, "
-            f"step {_one(r, 'step')}, label by {_one(r, 'label')}; {_one(r, 'n_train')} / {_one(r, 'n_valid')} / {_one(r, 'n_test')} "
-            f"train / valid / test windows. Schedule `{_one(r, 'schedule')}`, students {_one(r[~teach], 'max_epochs')} epochs, "
-            f"teachers {_one(r[teach], 'max_epochs')}; seeds {sorted(r['seed'].unique().tolist())}"
+    folded = 'fold' in r and pd.to_numeric(r['fold'], errors='coerce').notna().any()
+    if folded:   # a fold's split and sizes differ by fold: say how the folds were made, and the range of the sizes
+        split = _fold_split(r.assign(fold=pd.to_numeric(r['fold'], errors='coerce')))
+        sizes = f"per fold {_span(r, 'n_train')} / {_span(r, 'n_valid')} / {_span(r, 'n_test')}"
+    else: split, sizes = f"split: {_one(r, 'split')}", f"{_one(r, 'n_train')} / {_one(r, 'n_valid')} / {_one(r, 'n_test')}"
+    return (f"**{d}**, protocol `{_one(r, 'protocol')}` ({split}); windows of {_one(r, 'window')} samples, "
+            f"step {_one(r, 'step')}, label by {_one(r, 'label')}; {sizes} train / valid / test windows. "
+            f"Schedule `{_one(r, 'schedule')}`, students {_one(r[~teach], 'max_epochs')} epochs"
+            + (f", teachers {_one(r[teach], 'max_epochs')}" if teach.any() else '') + f"; seeds {sorted(r['seed'].unique().tolist())}"
             + (f"; the distilled students of all seeds learn from the teachers of seed(s) {ts}" if shared else '') + '.')
 
 # %% ../nbs/35_report.ipynb #10846655
@@ -245,13 +266,22 @@ def report_text(run_dir,         # run folder holding results.csv (written by `h
     ds = dataset or d['res']['dataset'].iloc[0]
     if as_json:   # pandas writes NaN as null, so the object is valid JSON
         rec = lambda df: _json.loads(df.to_json(orient='records'))
+        folds = {} if d['intervals']['folds'].max() == 0 else dict(folds=rec(fold_subjects(d['res'], dataset).reset_index()))
         return _json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
-                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats'])))
+                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']), **folds))
     return (f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
             f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
             + few_units_note(d['stats']['units'].min())
-            + ('' if d['intervals']['folds'].max() == 0 else   # a run with folds: which folds (subjects) are hard
-               f"\n\n## Macro F1 per fold (test subjects), mean over seeds\n\n{md_table(fold_table(d['res'], dataset, order=tuple(CONFIGS)).round(2))}"))
+            + ('' if d['intervals']['folds'].max() == 0 else folds_text(d['res'], dataset)))   # a run with folds: which folds (subjects) are hard
+
+def folds_text(res:pd.DataFrame,  # results rows of a run with folds (results.csv)
+               dataset=None,       # the dataset (default: the only one in `res`)
+              ) -> str:
+    "The per-fold part of `hark-report` (markdown): macro F1 per fold and configuration, and which subjects each fold labelled 'fold i' tests."
+    fs = fold_subjects(res, dataset)
+    out = f"\n\n## Macro F1 per fold, mean over seeds\n\n{md_table(fold_table(res, dataset, order=tuple(CONFIGS)).round(2))}"
+    if not (fs['label'].str.startswith('fold ') & (fs['n_test'] > 0)).any(): return out   # every column names its subjects
+    return out + f"\n\nThe test subjects of each fold:\n\n{md_table(fs.rename(columns=dict(label='column', n_test='subjects', test_subjects='test subjects')))}"
 
 def few_units_note(n:int, # the fewest units of a comparison
                   ) -> str:

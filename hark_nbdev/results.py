@@ -6,7 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/results.html.md"""
 
 # %% ../nbs/32_results.ipynb #d6edbf73
 from __future__ import annotations
-import hashlib, json, os, platform, re, subprocess, sys
+import hashlib, json, os, platform, subprocess, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,10 +16,10 @@ from fastai.torch_core import default_device
 import hark_nbdev
 
 # %% auto #0
-__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'TEMP_PREFIX', 'summarize', 'mean_ci', 'unit_rows',
-           'f1_intervals', 'fold_table', 'atomic_write', 'remove_stale_temporaries', 'ResultsStore', 'history_path',
-           'save_history', 'read_history', 'versions', 'cpu_model', 'machine', 'git_commit', 'provenance',
-           'data_fingerprint', 'read_runs', 'log_run']
+__all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'NAMED_FOLD', 'TEMP_PREFIX', 'summarize', 'mean_ci',
+           'unit_rows', 'f1_intervals', 'fold_subjects', 'fold_table', 'atomic_write', 'remove_stale_temporaries',
+           'ResultsStore', 'history_path', 'save_history', 'read_history', 'versions', 'cpu_model', 'machine',
+           'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
 RESULTS_SCHEMA = 4   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects; 3: without the recipe columns
@@ -100,25 +100,33 @@ def f1_intervals(res: pd.DataFrame,   # results rows (results.csv)
     return pd.DataFrame.from_dict(out, orient='index').rename_axis('config')
 
 # %% ../nbs/32_results.ipynb #c1a0b007
-def _fold_labels(rows) -> dict:
-    "fold -> its column label: the fold's test subjects ('S4', 'S1+S7') where the rows record them, else 'fold i'."
-    lab = {}
-    for f, g in rows.groupby('fold'):
+NAMED_FOLD = 2   # a fold with at most this many test subjects is named by them ('S4', 'S1+S7'); a larger one 'fold i'
+
+def fold_subjects(res: pd.DataFrame,  # results rows of a run with folds (results.csv)
+                  dataset=None,       # the dataset (default: the only one in `res`)
+                 ) -> pd.DataFrame:
+    "Per fold (index): its `label` in `fold_table`, how many test subjects it has and which (from the rows' `test_subjects`)."
+    r = unit_rows(res, dataset)
+    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
+    out = {}
+    for f, g in r[r['fold'] >= 0].groupby('fold'):
         t = g['test_subjects'].dropna().astype(str) if 'test_subjects' in g else pd.Series([], dtype=str)
-        lab[f] = ('S' + t.iloc[0].replace('+', '+S')) if len(t) and t.iloc[0] else f'fold {f}'
-    return lab
+        subs = [f'S{s}' for s in t.iloc[0].split('+')] if len(t) and t.iloc[0] else []   # empty: the rows did not record them
+        out[f] = dict(label='+'.join(subs) if 0 < len(subs) <= NAMED_FOLD else f'fold {f}',
+                      n_test=len(subs), test_subjects=', '.join(subs))
+    return pd.DataFrame.from_dict(out, orient='index').rename_axis('fold')
 
 def fold_table(res: pd.DataFrame,   # results rows of a run with folds (results.csv)
                dataset=None,        # the dataset (default: the only one in `res`)
                metric='f1_macro',   # the column, a fraction (shown in points)
                order=(),            # configurations to put first, in this order (e.g. `configs.CONFIGS`)
               ) -> pd.DataFrame:
-    "`metric` in points per configuration (rows) and fold (columns, named by their test subjects), mean over seeds; a last column `mean`."
+    "`metric` in points per configuration (rows) and fold (columns, labelled as `fold_subjects` says), mean over seeds; a last column `mean`."
     r = unit_rows(res, dataset)
-    if (r['fold'] < 0).all(): raise ValueError("these rows have no folds (a fixed split): a per-fold table needs a run made with hark-run --folds")
-    m = r.pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
+    lab = fold_subjects(r)['label']   # also refuses rows without folds
+    m = r[r['fold'] >= 0].pivot_table(index='config', columns='fold', values=metric, aggfunc='mean') * 100
     m = m.loc[[c for c in order if c in m.index] + [c for c in m.index if c not in order]]
-    return m.rename(columns=_fold_labels(r)).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
+    return m.rename(columns=lab.to_dict()).assign(mean=m.mean(1)).rename_axis(index='config', columns=None)
 
 # %% ../nbs/32_results.ipynb #8df7fd47
 TEMP_PREFIX = '.hark-'
@@ -157,11 +165,16 @@ class ResultsStore:
         same_fold = fold_col.isna() if fold is None or pd.isna(fold) else fold_col == fold   # None: the fixed split
         return (self.df['dataset'] == dataset) & (self.df['config'] == config) & (self.df['seed'] == seed) & same_fold
 
-    def done(self, dataset:str, config:str, seed:int, fold:int=None) -> bool:   # the key of a row (fold None: the fixed split)
+    def done(self, dataset:str,     # the row's dataset
+             config:str,            # configuration
+             seed:int,              # seed
+             fold:int=None,         # fold (None: the fixed split)
+            ) -> bool:
         "Whether a row for (dataset, config, seed, fold) is stored."
         return bool(self._mask(dataset, config, seed, fold).any())
 
-    def rows(self, dataset:str=None) -> pd.DataFrame:   # only this dataset's rows (default: all)
+    def rows(self, dataset:str=None,  # only this dataset's rows (default: all)
+            ) -> pd.DataFrame:
         "The stored rows (of `dataset`)."
         return self.df if dataset is None else self.df[self.df['dataset'] == dataset].reset_index(drop=True)
 
@@ -187,13 +200,20 @@ from .checkpoint import slug   # the one rule for file-name parts, shared with t
 
 
 # %% ../nbs/32_results.ipynb #c32e0002
-def history_path(dataset, protocol, config, seed) -> Path:
+def history_path(dataset,   # the row's dataset
+                 protocol,  # protocol
+                 config,    # configuration
+                 seed,      # seed (with a fold: 'SEED-foldI')
+                ) -> Path:
     "Where the learning curve of a row lives, relative to its run folder."
     return Path('history')/slug(f'{dataset}-{protocol}')/f'{slug(config)}-seed{seed}.csv'
 
 def save_history(out,       # the run folder
                  records,   # the per-epoch records (a list of dicts, e.g. `info['history']`) or a DataFrame
-                 dataset, protocol, config, seed,  # the row's key and protocol
+                 dataset,   # the row's dataset
+                 protocol,  # its protocol
+                 config,    # its configuration
+                 seed,      # and seed (with a fold: 'SEED-foldI')
                 ) -> str:
     "Write a row's learning curve atomically; its path relative to `out` (for the row's `history` column)."
     rel = history_path(dataset, protocol, config, seed)
@@ -201,7 +221,9 @@ def save_history(out,       # the run folder
     with atomic_write(Path(out)/rel) as f: pd.DataFrame(records).to_csv(f, index=False)
     return str(rel)
 
-def read_history(out, row) -> pd.DataFrame:
+def read_history(out,  # the run folder
+                 row,  # a results row (dict or Series) with a `history` path
+                ) -> pd.DataFrame:
     "The learning curve of results row `row` (a dict or Series with a `history` path) of run folder `out`."
     return pd.read_csv(Path(out)/row['history'])
 

@@ -207,10 +207,13 @@ def field_docs(cls=None) -> dict:
 
 class OneLineParser(argparse.ArgumentParser):
     "An `ArgumentParser` with a `--debug` option whose usage errors are one line on stderr (exit status 2)."
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args,  # `ArgumentParser`'s arguments
+                 **kwargs):   # and keywords (prog, description...)
         super().__init__(*args, **kwargs)
         self.add_argument('--debug', action='store_true', help="show the traceback of an error (also: HARK_DEBUG=1)")
-    def error(self, message): self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+    def error(self, message):  # argparse's message
+        "Exit with status 2 and the usage error on one line."
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teacher_seeds=int, reduction=int, kernel=int,
                   lr=float, alpha=float, T=float, beta=float, dropout=float,
@@ -233,7 +236,8 @@ def run_parser(prog='hark-run',  # the command's name in usage and errors
     p.add_argument('--no-plots', action='store_true', help="do not draw the study's figures into the run folder at the end")
     return p
 
-def args_settings(args:argparse.Namespace) -> RunSettings:
+def args_settings(args:argparse.Namespace,  # parsed `run_parser` arguments
+                 ) -> RunSettings:
     "The `RunSettings` of parsed `hark-run` arguments: the `--settings` file, overridden by the options given."
     return load_settings(args.settings, **{k: v for k, v in vars(args).items() if k in FIELDS})
 

@@ -6,133 +6,37 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/sweep.html.md"""
 
 # %% ../nbs/40_sweep.ipynb #87ceb6fc
 from __future__ import annotations
-import fcntl, importlib.util, json, math, os, re, socket, sys, tomllib, warnings
+import fcntl, json, math, shlex, warnings
 from contextlib import contextmanager
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
-import numpy as np, pandas as pd, torch
-import optuna, sqlalchemy
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
-from optuna.storages.journal import JournalFileBackend
-from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
-from optuna_integration import FastAIPruningCallback
-from fastcore.script import call_parse, CliError
-from .datasets import get_data
-from .models import check_sites
-from .losses import CHANNEL_MATCHES
-from .configs import CONFIGS, TEACHER_OF, train_config, evaluate, schedule_defaults, applies, check_config
-from .results import ResultsStore, atomic_write, versions, machine
-from .settings import RunSettings
-from .experiment import Runner
-from .report import md_table
+from .cli import command, library_imports
+with library_imports():   # hark-sweep's stderr: no FutureWarning from fastai's import (as the other commands)
+    import numpy as np, pandas as pd, torch
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+    from optuna_integration import FastAIPruningCallback
+    from hark_nbdev.datasets import get_data
+    from hark_nbdev.models import check_sites
+    from hark_nbdev.configs import TEACHER_OF, train_config, evaluate, schedule_defaults
+    from hark_nbdev.results import ResultsStore, atomic_write, versions, machine, provenance
+    from hark_nbdev.settings import RunSettings, SettingsError, DataError, DATASET_NAMES, CONFIG_NAMES, PROTOCOL_NAMES, SCHEDULE_NAMES
+    from hark_nbdev.experiment import Runner
+    from hark_nbdev.report import md_table
+    from hark_nbdev.space import parse_space, format_space, suggest
+    from hark_nbdev.study import (JOURNAL, SAMPLERS, PRUNERS, FINISHED, open_storage, open_study, safe_url, worker_id, fail_dead_trials,
+                                  make_sampler, make_pruner)
 
 # %% auto #0
-__all__ = ['OPTIONS', 'CHECKS', 'JOURNAL', 'RUN_KEYS', 'RUN_DEFAULTS', 'SAMPLERS', 'PRUNERS', 'FINISHED', 'sweepable',
-           'option_value', 'make_range', 'parse_item', 'parse_space', 'format_space', 'SeedPruningCallback', 'db_url',
-           'safe_url', 'open_storage', 'open_study', 'worker_id', 'fail_dead_trials', 'sweep_settings', 'teacher_for',
-           'suggest', 'train_options', 'make_objective', 'make_sampler', 'make_pruner', 'trials_table', 'write_outputs',
-           'prepare_sweep', 'run_sweep', 'sweep', 'hark_sweep']
-
-# %% ../nbs/40_sweep.ipynb #10d8f93b
-OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float)
-def _sites_text(v): return '+'.join(check_sites(str(v).split('+')))   # canonical: sorted, checked
-CHECKS = dict(lr=(lambda v: v > 0, '> 0'), alpha=(lambda v: 0 <= v <= 1, 'in [0, 1]'), T=(lambda v: v > 0, '> 0'),
-              beta=(lambda v: v >= 0, '>= 0'), dropout=(lambda v: 0 <= v < 1, 'in [0, 1)'), reduction=(lambda v: v >= 1, '>= 1'),
-              kernel=(lambda v: v >= 1 and v % 2 == 1, 'a positive odd int'),
-              match=(lambda v: v in CHANNEL_MATCHES, f"one of {', '.join(CHANNEL_MATCHES)}"))
-
-def sweepable(config: str  # configuration name, e.g. 'RAB-KD'
-             ) -> tuple:
-    "The option names that change how `config` trains."
-    check_config(config)
-    fixed = {'sites'} if CONFIGS[config].attention else set()   # RAB-KD's student sits where its teacher's maps are
-    return tuple(k for k in OPTIONS if applies(config, k) and k not in fixed)
-
-# %% ../nbs/40_sweep.ipynb #304a6cec
-def _check_name(name):
-    if name not in OPTIONS: raise ValueError(f"unknown option {name!r} in the search space; valid names: {', '.join(OPTIONS)}")
-
-def option_value(name: str,  # option name
-                 text        # its value, as text (or already typed)
-                ):
-    "`text` as a valid value of option `name` (int, float, or a checked name), else a clear error."
-    _check_name(name)
-    t = OPTIONS[name]
-    try: v = _sites_text(text) if name == 'sites' else t(text.strip() if isinstance(text, str) else text)
-    except ValueError as e: raise ValueError(f"{name}={text!r}: {e if name == 'sites' else f'{name} takes {t.__name__} values'}") from None
-    ok, want = CHECKS.get(name, (None, None))
-    if ok and not ok(v): raise ValueError(f"{name}={text!r}: {name} must be {want}")
-    return v
-
-def make_range(name: str, low, high, log: bool = False):
-    "An Optuna distribution for option `name` between `low` and `high` (log scale if `log`)."
-    _check_name(name)
-    if OPTIONS[name] is str: raise ValueError(f"{name} takes choices, not a range: write e.g. {name}=a|b")
-    low, high = option_value(name, low), option_value(name, high)
-    if low > high: raise ValueError(f"{name}={low}..{high}: low > high")
-    if log and low <= 0: raise ValueError(f"{name}={low}..{high}:log needs low > 0")
-    if OPTIONS[name] is float: return FloatDistribution(low, high, log=log)
-    step = 2 if name == 'kernel' and not log else 1          # odd kernels only
-    return IntDistribution(low, high, log=log, step=step)
-
-def parse_item(item: str  # 'name=low..high[:log]' or 'name=a|b|c'
-              ) -> tuple:
-    "`(name, distribution)` for one item of a search space."
-    name, sep, rhs = (s.strip() for s in item.partition('='))
-    if not sep or not name or not rhs: raise ValueError(f"cannot parse {item!r}: write name=low..high[:log] or name=a|b|c")
-    _check_name(name)
-    if '..' not in rhs: return name, CategoricalDistribution(tuple(dict.fromkeys(option_value(name, v) for v in rhs.split('|'))))
-    rng, _, flag = rhs.partition(':')
-    if flag not in ('', 'log'): raise ValueError(f"cannot parse {item!r}: a range ends with ':log' or nothing, not ':{flag}'")
-    low, _, high = rng.partition('..')
-    if not low or not high or '..' in high: raise ValueError(f"cannot parse {item!r}: a range is low..high")
-    return name, make_range(name, low, high, flag == 'log')
-
-# %% ../nbs/40_sweep.ipynb #675bc855
-def _file_item(name, v):
-    "One option of a space file: an item's right-hand side, a list of choices or a {low, high, log} table."
-    if isinstance(v, str): return parse_item(f'{name}={v}')
-    if isinstance(v, list) and v: return name, CategoricalDistribution(tuple(dict.fromkeys(option_value(name, x) for x in v)))
-    if isinstance(v, dict) and {'low', 'high'} <= set(v) <= {'low', 'high', 'log'}:
-        return name, make_range(name, v['low'], v['high'], bool(v.get('log', False)))
-    if isinstance(v, (int, float)) and not isinstance(v, bool): return name, CategoricalDistribution((option_value(name, v),))
-    raise ValueError(f"cannot read option {name!r} = {v!r}: give 'low..high[:log]', a list of choices or {{low, high, log}}")
-
-def _read_space_file(p: Path) -> dict:
-    try: return tomllib.loads(p.read_text()) if p.suffix == '.toml' else json.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e: raise ValueError(f"cannot parse the search space file {p}: {e}") from None
-
-def parse_space(space,              # inline items ('lr=1e-4..1e-2:log, match=avg|sorted'), a .toml/.json file, or a dict
-                config: str = None  # if given, refuse options that do not change this configuration
-               ) -> dict:
-    "The search space as {option name: Optuna distribution}, in the order given."
-    if isinstance(space, (str, Path)) and Path(space).suffix in ('.toml', '.json'):
-        if not Path(space).is_file(): raise FileNotFoundError(f"no search space file {space}")
-        space = _read_space_file(Path(space))
-    if isinstance(space, dict): items = [_file_item(k, v) for k, v in space.items()]
-    else: items = [parse_item(s) for s in re.split(r'[\s,]+', str(space).strip()) if s]
-    if not items: raise ValueError("the search space is empty: give items such as 'lr=1e-4..1e-2:log' or 'match=avg|sorted'")
-    names = [k for k, _ in items]
-    if len(set(names)) < len(names): raise ValueError(f"an option appears twice in the search space: {names}")
-    if config is not None and (bad := [k for k in names if k not in sweepable(config)]):
-        raise ValueError(f"{', '.join(bad)} do(es) not change {config}; options that do: {', '.join(sweepable(config))}")
-    return dict(items)
-
-def format_space(space: dict  # {name: distribution}, from `parse_space`
-                ) -> str:
-    "The space as one line of items, e.g. 'lr=0.0001..0.01:log match=avg|sorted'."
-    def item(k, d):
-        if isinstance(d, CategoricalDistribution): return f"{k}={'|'.join(format(c, 'g') if isinstance(c, float) else str(c) for c in d.choices)}"
-        return f"{k}={d.low:g}..{d.high:g}{':log' if d.log else ''}"
-    return ' '.join(item(k, d) for k, d in space.items())
+__all__ = ['RUN_KEYS', 'RUN_DEFAULTS', 'SWEEP_OPTIONS', 'SeedPruningCallback', 'sweep_settings', 'teacher_for', 'train_options',
+           'fold_runners', 'make_objective', 'trials_table', 'write_outputs', 'prepare_sweep', 'check_trials',
+           'run_sweep', 'sweep', 'log_sweep', 'hark_sweep', 'read_sweep']
 
 # %% ../nbs/40_sweep.ipynb #ac6bdb76
 class SeedPruningCallback(FastAIPruningCallback):
-    "optuna-integration's fastai pruning callback on validation macro F1, its steps shifted by `offset` (the epochs of the seeds before)."
+    "optuna-integration's fastai pruning callback on validation macro F1, its steps shifted by `offset` (the epochs of the trial's trainings before this one)."
     def __init__(self, trial: optuna.Trial,     # the trial to report to
                  offset: int = 0,               # step of this fit's epoch 0
                  monitor: str = 'f1_score'):    # metric of the Recorder to report
@@ -140,89 +44,19 @@ class SeedPruningCallback(FastAIPruningCallback):
     @property
     def epoch(self): return self.offset + self.learn.epoch   # the parent reports (and prunes) at step self.epoch
 
-# %% ../nbs/40_sweep.ipynb #967d24dc
-JOURNAL = 'optuna-journal.log'
-
-def db_url(url: str) -> str:
-    "`url` with an installed PostgreSQL driver: SQLAlchemy 2.1 reads postgresql:// as psycopg 3, this package installs psycopg2."
-    try: u = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError: return url
-    if u.drivername in ('postgresql', 'postgres') and not importlib.util.find_spec('psycopg') and importlib.util.find_spec('psycopg2'):
-        return u.set(drivername='postgresql+psycopg2').render_as_string(hide_password=False)
-    return url
-
-def safe_url(url: str) -> str:
-    "`url` with its password hidden."
-    try: return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError: return url
-
-def open_storage(storage: str = None,  # Optuna RDB URL, or a journal file path; default: OUT/optuna-journal.log
-                 out='sweep'           # the sweep's folder
-                ):
-    "The Optuna storage of a sweep: a journal file (one machine, no server) or a database URL (many machines)."
-    if storage is None or '://' not in str(storage):
-        p = Path(storage or Path(out)/JOURNAL); p.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(p)))
-    kw = dict(connect_args=dict(connect_timeout=10)) if storage.startswith('postgres') else {}   # fail fast on a dead host
-    try: return RDBStorage(db_url(storage), engine_kwargs=kw, heartbeat_interval=60, grace_period=180,
-                           failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        msg = str(getattr(e, 'orig', None) or e).strip().splitlines()[0]
-        raise ConnectionError(f"cannot open the study storage {safe_url(storage)}: {msg}") from None
-
-# %% ../nbs/40_sweep.ipynb #c37a2ea2
-def open_study(storage,             # from `open_storage`
-               name: str,           # study name
-               attrs: dict,         # what the sweep is (dataset, config, space, ...): JSON values
-               sampler=None,        # Optuna sampler
-               pruner=None          # Optuna pruner
-              ) -> optuna.Study:
-    "Create or load study `name`, maximising; refuse one whose recorded `attrs` differ from these."
-    study = optuna.create_study(storage=storage, study_name=name, direction='maximize', sampler=sampler, pruner=pruner, load_if_exists=True)
-    have = study.user_attrs
-    diff = [f"{k}={have[k]!r} (this sweep: {v!r})" for k, v in attrs.items() if k in have and have[k] != v]
-    if diff: raise ValueError(f"study {name!r} was made for another sweep: {'; '.join(diff)}. Use the same settings to resume, "
-                              f"or another --study or --out")
-    for k, v in attrs.items():
-        if k not in have: study.set_user_attr(k, v)
-    return study
-
-# %% ../nbs/40_sweep.ipynb #5d3e556f
-def worker_id() -> str: return f"{socket.gethostname()}:{os.getpid()}"
-
-def _alive(pid):
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass                          # alive, another user's
-    return True
-
-def fail_dead_trials(study: optuna.Study,   # the study
-                     storage                # its storage (from `open_storage`)
-                    ) -> list:
-    "Mark RUNNING trials of dead workers on this host failed and queue their settings again; their numbers."
-    host, out = socket.gethostname(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        h, _, pid = t.user_attrs.get('worker', '').rpartition(':')
-        if h != host or not pid.isdigit() or _alive(int(pid)): continue
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)   # as Optuna's own stale-trial check does
-        if t.params: study.enqueue_trial(t.params, user_attrs=dict(retry_of=t.number))
-        out.append(t.number)
-    return out
-
 # %% ../nbs/40_sweep.ipynb #b3665094
-RUN_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites')   # RunSettings fields
+RUN_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites', 'folds')   # RunSettings fields
 RUN_DEFAULTS = dict(protocol='standard', schedule='one_cycle', patience=10)
 
 def sweep_settings(dataset: str,  # dataset of the sweep
                  teachers,        # run folder of the teachers (its run.json, if any, gives the defaults)
-                 **given          # RUN_KEYS given explicitly (None: not given)
-                ) -> dict:
-    "The sweep's run settings: those given, else the teacher run's, else hark-run's defaults."
+                 **given):        # RUN_KEYS given explicitly (None: not given)
+    "The sweep's run settings (a dict of `RUN_KEYS`): those given, else the teacher run's, else hark-run's defaults."
     p = Path(teachers)/'run.json'
     last = json.loads(p.read_text())['runs'][-1] if p.exists() else {}
     prev = last.get('settings') or last.get('args') or {}          # hark-run's record; 'args' in runs made before RunSettings
     if prev and prev.get('dataset') != dataset:
-        raise ValueError(f"the teacher run {teachers} is on dataset {prev.get('dataset')!r}, this sweep on {dataset!r}")
+        raise DataError(f"the teacher run {teachers} is on dataset {prev.get('dataset')!r}, this sweep on {dataset!r}")
     s = {k: given[k] if given.get(k) is not None else prev.get(k, RUN_DEFAULTS.get(k)) for k in RUN_KEYS}
     _, s['epochs'] = schedule_defaults(s['schedule'], epochs=s['epochs'])
     s['teacher_epochs'] = s['teacher_epochs'] or s['epochs']
@@ -239,7 +73,9 @@ def _file_lock(path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
-def teacher_for(runner: Runner, config: str, seed: int):
+def teacher_for(runner: Runner,  # the runner of the fold (its folder holds the teachers)
+                config: str,     # the student's configuration
+                seed: int):      # the student's seed
     "The trained teacher model of `config` for students of `seed` (loaded from, or trained once into, the runner's folder), or None."
     name = TEACHER_OF[config]
     if not name: return None
@@ -247,63 +83,49 @@ def teacher_for(runner: Runner, config: str, seed: int):
     with _file_lock(runner.model_file(name, k).with_suffix('.lock')): return runner.trained_teacher(name, k)[0]
 
 # %% ../nbs/40_sweep.ipynb #403c52c5
-def suggest(trial: optuna.Trial,  # the trial that draws
-            space: dict           # {name: distribution}
-           ) -> dict:
-    "Draw every option of `space` in `trial`."
-    def one(k, d):
-        if isinstance(d, CategoricalDistribution): return trial.suggest_categorical(k, d.choices)
-        if isinstance(d, IntDistribution): return trial.suggest_int(k, d.low, d.high, step=d.step, log=d.log)
-        return trial.suggest_float(k, d.low, d.high, log=d.log)
-    return {k: one(k, d) for k, d in space.items()}
-
-def train_options(params: dict) -> dict:
+def train_options(params: dict  # a trial's options, {name: value}
+                 ) -> dict:
     "A trial's options as `train_config` keywords (`sites` as a tuple of layer names)."
     return {k: tuple(v.split('+')) if k == 'sites' else v for k, v in params.items()}
 
-def make_objective(data, runner: Runner, config: str, space: dict, seeds: list, settings: dict):
-    "The trial function: mean validation macro F1 of `config` over `seeds`; test F1 and per-seed facts kept as user attributes."
+def fold_runners(settings: RunSettings,  # the teachers' run: dataset, path, protocol, folds, epochs, ...
+                 store: ResultsStore,    # its run folder (models/ holds the teachers)
+                 data_fn=get_data,       # data_fn(dataset, path=, protocol=[, folds=, fold=]) -> HARData
+                ) -> list:
+    "A `Runner` per fold a trial trains on: one on the fixed split, or one per subject-wise fold of `settings.folds`."
+    s, train = settings, partial(train_config, quiet=True)
+    if s.folds is None: return [Runner(data_fn(s.dataset, path=s.path, protocol=s.protocol), store, s, train_fn=train)]
+    first = data_fn(s.dataset, path=s.path, protocol=s.protocol, folds=s.folds, fold=0)     # it says how many folds there are
+    data = [first] + [data_fn(s.dataset, path=s.path, protocol=s.protocol, folds=s.folds, fold=f) for f in range(1, first.protocol['n_folds'])]
+    return [Runner(d, store, s, train_fn=train, fold=f) for f, d in enumerate(data)]
+
+def make_objective(runners: list,  # a `Runner` per fold (`fold_runners`): data, teachers and run settings
+                   config: str,    # the configuration every trial trains
+                   space: dict,    # {name: distribution}
+                   seeds: list):   # the seeds of every trial
+    "The trial function: mean validation macro F1 of `config` over `seeds` x folds; test F1 and per-training facts kept as user attributes."
     def objective(trial):
         trial.set_user_attr('worker', worker_id())
-        opts = {**runner.model_opts(config), **train_options(suggest(trial, space))}
+        params = train_options(suggest(trial, space))
         valid, test, epochs = [], [], []
-        for i, seed in enumerate(seeds):
-            learn, info = train_config(config, data, teacher=teacher_for(runner, config, seed), epochs=settings['epochs'],
-                                       schedule=settings['schedule'], patience=settings['patience'], seed=seed, quiet=True,
-                                       cbs=[SeedPruningCallback(trial, offset=i * settings['epochs'])], **opts)
-            valid.append(info['valid_f1']); test.append(evaluate(learn, data)['f1_macro']); epochs.append(info['best_epoch'])
-        trial.set_user_attr('valid_f1_seeds', valid); trial.set_user_attr('test_f1_seeds', test); trial.set_user_attr('best_epochs', epochs)
+        for i, (seed, r) in enumerate((k, r) for k in seeds for r in runners):   # seed by seed, each over every fold
+            learn, info = train_config(config, r.data, teacher=teacher_for(r, config, seed), epochs=r.s.epochs, schedule=r.s.schedule,
+                                       patience=r.s.patience, seed=seed, quiet=True, cbs=[SeedPruningCallback(trial, offset=i * r.s.epochs)],
+                                       **{**r.model_opts(config), **params})
+            valid.append(info['valid_f1']); test.append(evaluate(learn, r.data)['f1_macro']); epochs.append(info['best_epoch'])
+        trial.set_user_attr('valid_f1_runs', valid); trial.set_user_attr('test_f1_runs', test); trial.set_user_attr('best_epochs', epochs)
         trial.set_user_attr('test_f1', float(np.mean(test)))   # for the record: never the objective
         return float(np.mean(valid))
     return objective
 
-# %% ../nbs/40_sweep.ipynb #8fd60b9d
-SAMPLERS, PRUNERS = ('auto', 'grid', 'tpe', 'random'), ('median', 'none')
-
-def make_sampler(space: dict, kind: str = 'auto', seed: int = None):
-    "An Optuna sampler for `space`: 'grid' (choices only), 'tpe', 'random', or 'auto' (grid if every option is a choice, else TPE)."
-    if kind not in SAMPLERS: raise ValueError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
-    choices = all(isinstance(d, CategoricalDistribution) for d in space.values())
-    if kind == 'auto': kind = 'grid' if choices else 'tpe'
-    if kind == 'grid':
-        if not choices: raise ValueError(f"the grid sampler needs choices only (name=a|b); ranges given: {format_space(space)}")
-        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in space.items()}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed) if kind == 'tpe' else optuna.samplers.RandomSampler(seed=seed)
-
-def make_pruner(kind: str = 'median', warmup: int = 1, startup: int = 2):
-    "Optuna's MedianPruner (after `startup` finished trials, from epoch `warmup` on) or none."
-    if kind not in PRUNERS: raise ValueError(f"unknown pruner {kind!r}; choose one of {', '.join(PRUNERS)}")
-    return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup) if kind == 'median' else optuna.pruners.NopPruner()
-
 # %% ../nbs/40_sweep.ipynb #d027c307
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    "One row per trial: number, state, validation and (for the record) test macro F1 (mean, then per seed), the options, last step, seconds, worker."
-    def seeds(t, k): return ' '.join(f'{v:.4f}' for v in t.user_attrs[k]) if k in t.user_attrs else None   # one value per seed
+def trials_table(study: optuna.Study  # the study
+                ) -> pd.DataFrame:
+    "One row per trial: number, state, validation and (for the record) test macro F1 (mean, then per training), the options, last step, seconds, worker."
+    def runs(t, k): return ' '.join(f'{v:.4f}' for v in t.user_attrs[k]) if k in t.user_attrs else None   # one value per seed (x fold)
     def row(t):
         return dict(number=t.number, state=t.state.name, valid_f1=t.value, test_f1=t.user_attrs.get('test_f1'), **t.params,
-                    valid_f1_seeds=seeds(t, 'valid_f1_seeds'), test_f1_seeds=seeds(t, 'test_f1_seeds'),
+                    valid_f1_runs=runs(t, 'valid_f1_runs'), test_f1_runs=runs(t, 'test_f1_runs'),
                     last_step=max(t.intermediate_values, default=None), seconds=t.duration and round(t.duration.total_seconds(), 1),
                     worker=t.user_attrs.get('worker'))
     return pd.DataFrame([row(t) for t in study.trials])
@@ -320,7 +142,9 @@ def _plot(fn, study, path):
     fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
     return None
 
-def write_outputs(study: optuna.Study, out) -> list:
+def write_outputs(study: optuna.Study,  # the study
+                  out                   # the sweep's folder
+                 ) -> list:
     "Write best.json, trials.csv, trials.md, history.png and importance.png into `out`; the paths written."
     out, vis = Path(out), optuna.visualization.matplotlib
     out.mkdir(parents=True, exist_ok=True)
@@ -338,36 +162,53 @@ def write_outputs(study: optuna.Study, out) -> list:
     return written
 
 # %% ../nbs/40_sweep.ipynb #2123ab3b
-def prepare_sweep(dataset, config, space, seeds=1, path=None, teachers=None, out='sweep', storage=None, study=None,
-                  sampler='auto', sampler_seed=None, pruner='median', warmup=None, data_fn=get_data, **run) -> dict:
-    "Check the inputs of a sweep and open its study: a dict of what `run_sweep` needs (see `sweep` for the arguments)."
+def prepare_sweep(dataset: str,        # dataset name (or 'synthetic')
+                  config: str,         # configuration to tune
+                  space,               # search space (see `parse_space`)
+                  seeds=1,             # seeds per trial: a count (0..K-1) or a list
+                  path=None,           # dataset folder (default: $HARK_DATA, the cache, or a download)
+                  teachers=None,       # run folder whose models/ holds the teachers (trained into it once if missing); default `out`
+                  out='sweep',         # the sweep's folder: journal, outputs
+                  storage=None,        # Optuna RDB URL, or a journal file (default: OUT/optuna-journal.log)
+                  study=None,          # study name (default: DATASET-PROTOCOL[-foldsK]-CONFIG)
+                  sampler='auto',      # one of SAMPLERS (see `make_sampler`)
+                  sampler_seed=None,   # seed of the sampler (give each worker its own)
+                  pruner='median',     # one of PRUNERS (see `make_pruner`)
+                  warmup=None,         # epochs before pruning may stop a trial (default: epochs // 5, at least 1)
+                  data_fn=get_data,    # data_fn(dataset, path=, protocol=[, folds=, fold=]) -> HARData
+                  **run):              # RUN_KEYS (see `sweep_settings`)
+    "Check the inputs of a sweep and open its study: a dict of what `run_sweep` needs."
     if bad := set(run) - set(RUN_KEYS): raise TypeError(f"unknown run settings {sorted(bad)}; valid: {', '.join(RUN_KEYS)}")
     space, out = parse_space(space, config), Path(out)
-    seeds = list(RunSettings(dataset, seeds=seeds).seeds)                       # N -> 0..N-1, or the list given, checked
     teachers = Path(teachers or out)
     s = sweep_settings(dataset, teachers, **run)
-    attrs = dict(dataset=dataset, protocol=s['protocol'], config=config, seeds=seeds, epochs=s['epochs'], schedule=s['schedule'],
-                 sites='+'.join(s['sites'] or []), space=format_space(space))
+    rs = RunSettings(dataset, path, seeds=seeds, configs=tuple(c for c in (config, TEACHER_OF[config]) if c), out=str(teachers), **s)   # checked
+    attrs = dict(dataset=dataset, protocol=rs.protocol, config=config, seeds=list(rs.seeds), epochs=s['epochs'], schedule=s['schedule'],
+                 sites='+'.join(s['sites'] or []), folds=rs.folds, space=format_space(space))
     warmup = max(1, s['epochs'] // 5) if warmup is None else warmup
     smp, prn = make_sampler(space, sampler, sampler_seed), make_pruner(pruner, warmup)   # checked before anything is written
     st = open_storage(storage, out)
-    opened = open_study(st, study or f"{dataset}-{s['protocol']}-{config}", attrs, smp, prn)
-    data = data_fn(dataset, path=path, protocol=s['protocol'])
-    configs = tuple(c for c in (config, TEACHER_OF[config]) if c)
-    rs = RunSettings(dataset, path, configs=configs, out=str(teachers), **{k: s[k] for k in RUN_KEYS})   # the teachers' run
-    runner = Runner(data, ResultsStore(teachers), rs, train_fn=partial(train_config, quiet=True))
-    return dict(study=opened, storage=st, objective=make_objective(data, runner, config, space, seeds, s), out=out)
+    name = study or '-'.join([dataset, rs.protocol, *([f'folds{rs.folds}'] if rs.folds else []), config])
+    opened = open_study(st, name, attrs, smp, prn)
+    runners = fold_runners(rs, ResultsStore(teachers), data_fn)
+    return dict(study=opened, storage=st, objective=make_objective(runners, config, space, list(rs.seeds)), out=out)
 
 def _report(study, t):
     "Print one line per trial this worker ends."
     v = 'pruned' if t.state == TrialState.PRUNED else 'failed' if t.value is None else f"valid F1 {t.value:.4f}"
     print(f"trial {t.number} {t.state.name.lower()} ({worker_id()}): {v}, {json.dumps(t.params)}", flush=True)
 
+def check_trials(trials  # finished trials a study should hold
+                ) -> int:
+    "`trials` if it is an int >= 1, else a `SettingsError` naming it."
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1: raise SettingsError(f"trials={trials!r}: trials must be an int >= 1")
+    return trials
+
 def run_sweep(job: dict,     # from `prepare_sweep`
               trials: int    # finished trials the study should hold
              ) -> optuna.Study:
     "Run trials until the study holds `trials` finished ones, then write the outputs."
-    study = job['study']
+    study, trials = job['study'], check_trials(trials)
     if again := fail_dead_trials(study, job['storage']): print(f"trials {again} were left by a killed worker: their settings run again")
     left = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if left > 0:
@@ -382,51 +223,75 @@ def sweep(dataset: str,            # dataset name (or 'synthetic')
           trials: int = 20,        # finished trials the study should hold (over all workers)
           seeds=1,                 # seeds per trial: a count (0..K-1) or a list
           out='sweep',             # folder of the sweep: journal, outputs; default teachers' folder
-          **kwargs                 # path, teachers, storage, study, sampler, sampler_seed, pruner, warmup, data_fn, and RUN_KEYS
-         ) -> optuna.Study:
+          **kwargs):               # `prepare_sweep`'s: path, teachers, storage, study, sampler, sampler_seed, pruner, warmup, data_fn, and RUN_KEYS (folds, epochs, ...)
     "Tune `config`'s options in `space` on validation macro F1 with Optuna; resumable; the study."
-    return run_sweep(prepare_sweep(dataset, config, space, seeds, out=out, **kwargs), trials)
+    return run_sweep(prepare_sweep(dataset, config, space, seeds, out=out, **kwargs), check_trials(trials))
 
 # %% ../nbs/40_sweep.ipynb #26a02290
-def _given(**kw): return {k: v for k, v in kw.items() if v is not None}
+SWEEP_OPTIONS = {
+    '--dataset': dict(required=True, choices=DATASET_NAMES, help="dataset name (synthetic: the tests' toy windows, no files)"),
+    '--config': dict(required=True, choices=CONFIG_NAMES, help="configuration to tune, e.g. RAB-KD"),
+    '--space': dict(required=True, help="search space: a .toml/.json file, or items like 'lr=1e-4..1e-2:log, match=avg|sorted'"),
+    '--trials': dict(type=int, default=20, help="finished (complete or pruned) trials the study should hold, over all its workers [20]"),
+    '--seeds': dict(type=int, default=1, help="seeds per trial (0..K-1); the objective is the mean validation macro F1 over seeds x folds [1]"),
+    '--folds': dict(help="subject-wise cross-validation: K (K-fold) or loso; every trial trains on every fold (default: the teacher run's, else the fixed split)"),
+    '--path': dict(help="dataset folder (default: $HARK_DATA, the cache, or a download)"),
+    '--teachers': dict(help="run folder whose models/ holds the teachers (trained into it once if missing); default --out"),
+    '--protocol': dict(choices=PROTOCOL_NAMES, help="protocol (default: the teacher run's, else standard)"),
+    '--epochs': dict(type=int, help="epochs per training (default: the teacher run's, else the schedule's)"),
+    '--teacher-epochs': dict(type=int, help="epochs of a teacher trained now (default: the teacher run's, else --epochs)"),
+    '--schedule': dict(choices=SCHEDULE_NAMES, help="schedule (default: the teacher run's, else one_cycle)"),
+    '--patience': dict(type=int, help="early-stopping patience (constant schedule)"),
+    '--teacher-seeds': dict(type=int, help="teachers shared over seeds (seed %% N), as in hark-run (default: the teacher run's)"),
+    '--sites': dict(help="CBAM sites of the run, joined by '+' (default: the teacher run's, else conv4)"),
+    '--storage': dict(help="Optuna storage URL shared by machines, e.g. postgresql://user@host/db (default: a journal file in --out)"),
+    '--study': dict(help="study name (default: DATASET-PROTOCOL[-foldsK]-CONFIG)"),
+    '--out': dict(default='sweep', help="folder: the journal, sweep.json, best.json, trials.csv, trials.md, history.png, importance.png [sweep]"),
+    '--sampler': dict(choices=SAMPLERS, default='auto', help="auto (grid for choices only, else tpe), grid, tpe or random [auto]"),
+    '--sampler-seed': dict(type=int, help="seed of the sampler (give each worker its own)"),
+    '--pruner': dict(choices=PRUNERS, default='median', help="[median]"),
+    '--warmup': dict(type=int, help="epochs before pruning may stop a trial (default: epochs // 5, at least 1)"),
+    '--threads': dict(type=int, help="torch threads (default: torch's)")}
 
-@call_parse
-def hark_sweep(
-    dataset: Annotated[str, {'required': True}] = None,  # dataset name, e.g. hapt, sensors, wisdm2019, or synthetic
-    config: Annotated[str, {'required': True}] = None,   # configuration to tune, e.g. RAB-KD
-    space: Annotated[str, {'required': True}] = None,    # search space: a .toml/.json file, or items like 'lr=1e-4..1e-2:log, match=avg|sorted'
-    trials: int = 20,             # finished (complete or pruned) trials the study should hold, over all its workers
-    seeds: int = 1,               # seeds per trial (0..K-1); the objective is their mean validation macro F1
-    path: str = None,             # dataset folder (default: $HARK_DATA, the cache, or a download)
-    teachers: str = None,         # run folder whose models/ holds the teachers (trained into it once if missing); default --out
-    protocol: str = None,         # 'standard' or 'paper' (default: the teacher run's, else standard)
-    epochs: int = None,           # epochs per training (default: the teacher run's, else the schedule's)
-    teacher_epochs: int = None,   # epochs of a teacher trained now (default: the teacher run's, else --epochs)
-    schedule: str = None,         # 'one_cycle' or 'constant' (default: the teacher run's, else one_cycle)
-    patience: int = None,         # early-stopping patience (constant schedule)
-    teacher_seeds: int = None,    # teachers shared over seeds (seed % N), as in hark-run (default: the teacher run's)
-    sites: str = None,            # CBAM sites of the run, joined by '+' (default: the teacher run's, else conv4)
-    storage: str = None,          # Optuna storage URL shared by machines, e.g. postgresql://user@host/db (default: a journal file in --out)
-    study: str = None,            # study name (default: DATASET-PROTOCOL-CONFIG)
-    out: str = 'sweep',           # folder: the journal, best.json, trials.csv, trials.md, history.png, importance.png
-    sampler: str = 'auto',        # auto (grid for choices only, else tpe), grid, tpe or random
-    sampler_seed: int = None,     # seed of the sampler (give each worker its own)
-    pruner: str = 'median',       # median or none
-    warmup: int = None,           # epochs before pruning may stop a trial (default: epochs // 5, at least 1)
-    threads: int = None,          # torch threads (default: torch's)
-):
-    "Tune one configuration's options on validation macro F1 with Optuna; resumable; several workers may share one study."
-    if threads: torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)        # one line per trial is printed instead
-    run = _given(protocol=protocol, epochs=epochs, teacher_epochs=teacher_epochs, schedule=schedule, patience=patience,
-                 teacher_seeds=teacher_seeds, sites=sites)
-    try: job = prepare_sweep(dataset, config, space, seeds, path, teachers, out, storage, study, sampler, sampler_seed, pruner, warmup, **run)
-    except (ValueError, FileNotFoundError, ConnectionError, RuntimeError) as e: raise CliError(f"hark-sweep: {e}") from None
+def log_sweep(out,            # the sweep's folder
+              storage=None,   # its storage URL (None: the journal file in `out`)
+              argv=None,      # the command's arguments, recorded as the command that ran
+             ) -> list:
+    "Append this worker's record (command, storage, code, versions, machine, start) to `out/sweep.json`; all records."
     log = Path(out)/'sweep.json'
     runs = json.loads(log.read_text())['runs'] if log.exists() else []
-    runs.append(dict(argv=sys.argv, worker=worker_id(), storage=safe_url(storage) if storage else str(Path(out)/JOURNAL), versions=versions(),
-                     **machine(), started=datetime.now(timezone.utc).isoformat(timespec='seconds')))
+    runs.append(dict(command=shlex.join(['hark-sweep', *map(str, argv or [])]), worker=worker_id(),
+                     storage=safe_url(storage) if storage else str(Path(out)/JOURNAL), **provenance(), versions=versions(), **machine(),
+                     started=datetime.now(timezone.utc).isoformat(timespec='seconds')))
     with atomic_write(log) as f: json.dump(dict(runs=runs), f, indent=1, default=str)
-    st = run_sweep(job, trials)
-    best = max((t for t in st.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, default=None)
-    if best: print(f"best: trial {best.number}, valid F1 {best.value:.4f} (test F1 {best.user_attrs.get('test_f1', math.nan):.4f}, for the record), {json.dumps(best.params)}")
+    return runs
+
+def _best_line(study):
+    best = max((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value, default=None)
+    if best: return (f"best: trial {best.number}, valid F1 {best.value:.4f} (test F1 {best.user_attrs.get('test_f1', math.nan):.4f}, "
+                     f"for the record), {json.dumps(best.params)}")
+
+@command('hark-sweep', "Tune one configuration's options on validation macro F1 with Optuna; resumable; several workers may share one study.",
+         SWEEP_OPTIONS)
+def hark_sweep(a):
+    "Tune one configuration's options on validation macro F1 with Optuna (see `sweep`); resumable; several workers may share one study."
+    check_trials(a.trials)
+    if a.threads is not None:
+        if a.threads < 1: raise SettingsError(f"threads={a.threads}: threads must be an int >= 1")
+        torch.set_num_threads(a.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)        # one line per trial is printed instead
+    run = {k: getattr(a, k) for k in RUN_KEYS if getattr(a, k) is not None}
+    job = prepare_sweep(a.dataset, a.config, a.space, a.seeds, a.path, a.teachers, a.out, a.storage, a.study, a.sampler,
+                        a.sampler_seed, a.pruner, a.warmup, **run)
+    log_sweep(a.out, a.storage, a.argv)
+    if line := _best_line(run_sweep(job, a.trials)): print(line)
+
+# %% ../nbs/40_sweep.ipynb #37722ae5
+def read_sweep(out  # a sweep's folder (`hark-sweep --out`)
+              ) -> dict:
+    "What a finished sweep left in `out`: `trials` (trials.csv as a DataFrame), `best` (best.json, None if no trial completed) and `commands` (each worker's, from sweep.json)."
+    out = Path(out)
+    if not (out/'trials.csv').is_file(): raise FileNotFoundError(f"{out} holds no trials.csv: not the folder of a finished sweep (hark-sweep --out)")
+    runs = json.loads((out/'sweep.json').read_text())['runs'] if (out/'sweep.json').is_file() else []
+    best = json.loads((out/'best.json').read_text()) if (out/'best.json').is_file() else None
+    return dict(trials=pd.read_csv(out/'trials.csv'), best=best, commands=[r.get('command') or shlex.join(r['argv']) for r in runs])
