@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import nn
 import onnx, onnxruntime as ort
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from sklearn.metrics import f1_score
 from fastcore.script import call_parse
 try: from fastcore.script import CliError   # CLI runs exit with the message, Python calls see an exception
@@ -24,11 +24,13 @@ from .results import atomic_write, machine, versions
 from .report import md_table
 
 # %% auto #0
-__all__ = ['OPSET', 'FORMATS', 'INPUT', 'OUTPUT', 'DEPLOY_CONFIGS', 'TEACHER_CONFIGS', 'Deployable', 'check_format',
-           'onnx_metadata', 'deploy_metadata', 'to_onnx', 'session', 'ort_logits', 'torch_logits', 'input_shape',
-           'check_calibration', 'int8_path', 'quantize_int8', 'macro_f1', 'parity', 'speed', 'ort_fn', 'run_data',
-           'check_data', 'raw_windows', 'export_model', 'deployment_table', 'deployment_view', 'deployment_targets',
-           'deployment_report', 'write_deployment', 'export_summary', 'hark_export']
+__all__ = ['OPSET', 'FORMATS', 'INPUT', 'OUTPUT', 'CALIB_METHODS', 'DEPLOY_CONFIGS', 'TEACHER_CONFIGS', 'BYTE_PARTS',
+           'INT8_CHOICES', 'Deployable', 'check_format', 'onnx_metadata', 'onnx_bytes', 'deploy_metadata', 'to_onnx',
+           'session', 'ort_logits', 'torch_logits', 'input_shape', 'check_calibration', 'calibration_windows',
+           'attention_gates', 'int8_path', 'check_method', 'quantize_int8', 'macro_f1', 'parity', 'speed', 'ort_fn',
+           'run_data', 'check_data', 'raw_windows', 'export_model', 'deployment_table', 'deployment_view',
+           'deployment_targets', 'bytes_view', 'deployment_report', 'write_deployment', 'int8_choices',
+           'export_summary', 'hark_export']
 
 # %% ../nbs/41_export.ipynb #2a99c391
 OPSET = 20                 # the highest opset of torch's TorchScript-based ONNX exporter
@@ -64,6 +66,17 @@ def _compact(m: onnx.ModelProto) -> onnx.ModelProto:
     m.doc_string = m.graph.doc_string = ''
     return m
 
+def _optimize(m: onnx.ModelProto) -> onnx.ModelProto:
+    "`m` after onnxruntime's basic graph optimisations (constant folding, redundant nodes removed; standard ONNX operators only)."
+    with tempfile.TemporaryDirectory(prefix='hark_o_') as d:
+        src, dst = Path(d)/'in.onnx', Path(d)/'opt.onnx'
+        src.write_bytes(m.SerializeToString())
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath, so.log_severity_level = str(dst), 3
+        ort.InferenceSession(str(src), so, providers=['CPUExecutionProvider'])   # writes the optimised graph to dst
+        return onnx.load(str(dst))
+
 def _set_metadata(m: onnx.ModelProto, meta: dict) -> onnx.ModelProto:
     "Replace `m`'s metadata with `meta` (values JSON-encoded unless strings)."
     del m.metadata_props[:]
@@ -84,18 +97,41 @@ def onnx_metadata(path) -> dict:
         except ValueError: return v
     return {p.key: dec(p.value) for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
+def _without(m: onnx.ModelProto, field: str, graph: bool = True) -> int:
+    "Serialised size of `m` with its (graph's, if `graph`) repeated `field` emptied."
+    c = onnx.ModelProto(); c.CopyFrom(m)
+    del getattr(c.graph if graph else c, field)[:]
+    return c.ByteSize()
+
+def onnx_bytes(path) -> dict:
+    "Where the bytes of the ONNX file at `path` go: tensor data (float32, int8/uint8, other), tensor headers (names, shapes), nodes, metadata, the rest."
+    m = onnx.load(str(path), load_external_data=False)
+    total = Path(path).stat().st_size
+    data = dict(float32=0, int8=0, other=0)   # payload of the initializers by element type (uint8 counts as int8)
+    for t in m.graph.initializer:
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name
+        data['int8' if dt in ('int8', 'uint8') else dt if dt in data else 'other'] += onnx.numpy_helper.to_array(t).nbytes
+    size = m.ByteSize()
+    init, nodes, meta = (size - _without(m, 'initializer'), size - _without(m, 'node'), size - _without(m, 'metadata_props', False))
+    return dict(total=total, data_float32=data['float32'], data_int8=data['int8'], data_other=data['other'],
+                headers=init - sum(data.values()), nodes=nodes, metadata=meta, rest=total - init - nodes - meta)
+
 # %% ../nbs/41_export.ipynb #0ea6aa24
+def _f32(v):
+    "Per-channel statistics `v` as the shortest decimals that give back their float32 values (None stays None)."
+    return None if v is None else [float(str(x)) for x in np.asarray(v, dtype=np.float32).reshape(-1)]
+
 def deploy_metadata(model: nn.Module, fold_norm: bool = True) -> dict:
     "What a user of the exported model needs: classes, channel order, input layout, normalisation, provenance."
     meta = getattr(model, 'meta', {}) or {}
     return dict(classes=meta.get('classes'), channels=meta.get('channels'), input_shape=['batch'] + list(meta.get('input_shape') or []),
                 input=f"{'raw' if fold_norm else 'normalised'} sensor windows (batch, 1, window, channels)",
-                normalization=dict(mean=meta.get('mean'), std=meta.get('std'), in_graph=fold_norm),
+                normalization=dict(mean=_f32(meta.get('mean')), std=_f32(meta.get('std')), in_graph=fold_norm),
                 config=meta.get('config'), seed=meta.get('seed'), dataset=meta.get('dataset'), protocol=meta.get('protocol'),
                 hark_nbdev=hark_nbdev.__version__, checkpoint_format=meta.get('format'))
 
-def to_onnx(model: nn.Module, path, fold_norm: bool = True, opset: int = OPSET) -> Path:
-    "Export `model` (with `.meta` from `load_model`) to ONNX at `path`: dynamic batch, normalisation folded in if `fold_norm`."
+def to_onnx(model: nn.Module, path, fold_norm: bool = True, opset: int = OPSET, optimize: bool = True) -> Path:
+    "Export `model` (with `.meta` from `load_model`) to ONNX at `path`: dynamic batch, normalisation folded in if `fold_norm`, basic graph optimisations if `optimize`."
     meta = getattr(model, 'meta', {}) or {}
     net = Deployable(model, meta.get('mean'), meta.get('std')) if fold_norm else model
     x = torch.zeros(2, 1, model.window, model.n_channels)
@@ -107,7 +143,8 @@ def to_onnx(model: nn.Module, path, fold_norm: bool = True, opset: int = OPSET) 
             torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset, input_names=[INPUT], output_names=[OUTPUT],
                               dynamic_axes={INPUT: {0: 'batch'}, OUTPUT: {0: 'batch'}})
     finally: model.train(was)
-    m = _set_metadata(_compact(onnx.load_from_string(buf.getvalue())), deploy_metadata(model, fold_norm))
+    m = onnx.load_from_string(buf.getvalue())
+    m = _set_metadata(_compact(_optimize(m) if optimize else m), deploy_metadata(model, fold_norm))
     return _write_onnx(m, path)
 
 # %% ../nbs/41_export.ipynb #6b4d1606
@@ -131,7 +168,7 @@ def torch_logits(net: nn.Module, X: np.ndarray, bs: int = 256) -> np.ndarray:
 
 # %% ../nbs/41_export.ipynb #745a8469
 class _Windows(CalibrationDataReader):
-    "Calibration batches of `X` for onnxruntime's static quantisation."
+    "Calibration batches of `X` for onnxruntime's static quantisation, `bs` windows each."
     def __init__(self, X, bs=64): self.batches = iter([{INPUT: X[i:i + bs]} for i in range(0, len(X), bs)])
     def get_next(self): return next(self.batches, None)
 
@@ -148,6 +185,12 @@ def check_calibration(X, path) -> np.ndarray:
     if not np.isfinite(X).all(): raise ValueError("calibration windows hold NaN or infinite values")
     return np.ascontiguousarray(X, dtype=np.float32)
 
+def calibration_windows(X: np.ndarray, n: int = 1024, bs: int = 64) -> tuple:
+    "Up to `n` windows of `X`, evenly spaced, cut to a whole number of batches; (windows, batch size)."
+    if n < 1 or bs < 1: raise ValueError(f"calib_n and the batch size must be >= 1, got {n} and {bs}")
+    n = min(n, len(X)); bs = min(bs, n); n -= n % bs   # equal batches: the histogram calibrators stack them
+    return X[np.linspace(0, len(X) - 1, n).astype(int)], bs
+
 @contextlib.contextmanager
 def _quiet_logging():
     "Silence onnxruntime.quantization's root-logger advice for the duration."
@@ -156,21 +199,65 @@ def _quiet_logging():
     finally: logging.disable(old)
 
 # %% ../nbs/41_export.ipynb #11353cfb
+CALIB_METHODS = ('MinMax', 'Entropy', 'Percentile', 'Distribution')   # onnxruntime's CalibrationMethod names
+_SHAPE_OPS = ('Unsqueeze', 'Reshape', 'Squeeze', 'Expand', 'Flatten')   # pass a gate on to its Mul unchanged
+
+def attention_gates(m: onnx.ModelProto) -> list:
+    "Nodes (by index) of `m`'s attention gates: each `Sigmoid` fed only from poolings (ReduceMean/ReduceMax), back to them, and the `Mul` applying it."
+    nodes = list(m.graph.node)
+    made = {o: i for i, n in enumerate(nodes) for o in n.output}
+    used = {}
+    for i, n in enumerate(nodes):
+        for x in n.input: used.setdefault(x, []).append(i)
+    gates = set()
+    for s, n in enumerate(nodes):
+        if n.op_type != 'Sigmoid': continue
+        branch, todo, ok = set(), [s], True
+        while todo and ok:   # upstream from the Sigmoid, stopping at the poolings
+            i = todo.pop()
+            if i in branch: continue
+            branch.add(i)
+            if nodes[i].op_type in ('ReduceMean', 'ReduceMax'): continue
+            for x in nodes[i].input:
+                if x in made: todo.append(made[x])
+                elif x and x not in {t.name for t in m.graph.initializer}: ok = False   # reaches the graph's input: an activation, not a gate
+        todo = list(used.get(n.output[0], []))
+        while todo and ok:   # downstream through shape-only nodes to the Mul that applies the gate
+            i = todo.pop()
+            if nodes[i].op_type in _SHAPE_OPS + ('Mul',): branch.add(i)
+            if nodes[i].op_type in _SHAPE_OPS: todo += used.get(nodes[i].output[0], [])
+        if ok: gates |= branch
+    return sorted(gates)
+
 def int8_path(path) -> Path:
     "`<stem>.int8.onnx` beside the fp32 model at `path`."
     path = Path(path); return path.with_name(path.stem + '.int8.onnx')
 
-def quantize_int8(path, calib: np.ndarray, out=None, calib_n: int = 1000) -> Path:
-    "Quantise the ONNX model at `path` to int8: static (calibrated on `calib`) where possible, dynamic for LSTM; write `out`."
+def check_method(method: str) -> str:
+    "`method` if onnxruntime calibrates with it, else a clear error."
+    if method not in CALIB_METHODS: raise ValueError(f"unknown calibration method {method!r}; method is one of {list(CALIB_METHODS)}")
+    return method
+
+def quantize_int8(path, calib: np.ndarray, out=None, calib_n: int = 1024, method: str = 'Percentile', per_channel: bool = False,
+                  lstm_per_channel: bool = False, fp32_gates: bool = True) -> Path:
+    "Quantise the ONNX model at `path` to int8 (static where possible, calibrated on `calib`; dynamic LSTM) and write `out`."
+    check_method(method)
     calib, out = check_calibration(calib, path), Path(out or int8_path(path))
-    calib = calib[np.linspace(0, len(calib) - 1, min(calib_n, len(calib))).astype(int)]
+    calib, bs = calibration_windows(calib, calib_n)
+    m = onnx.load(str(path))
+    for i, n in enumerate(m.graph.node): n.name = f'n{i}'   # nodes_to_exclude goes by name; _compact drops them again
+    keep = [f'n{i}' for i in attention_gates(m)] if fp32_gates else []
     with tempfile.TemporaryDirectory(prefix='hark_q_') as d, _quiet_logging():
-        s, q = Path(d)/'static.onnx', Path(d)/'int8.onnx'
-        quantize_static(str(path), str(s), _Windows(calib), quant_format=QuantFormat.QOperator, per_channel=True,
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-        quantize_dynamic(str(s), str(q), op_types_to_quantize=['LSTM'], weight_type=QuantType.QInt8)
-        meta = {**onnx_metadata(path), 'quantization': 'int8: static QOperator (Conv, Gemm, ...) calibrated on training windows; dynamic LSTM'}
-        m = _set_metadata(_compact(onnx.load(str(q))), meta)
+        src, s, q = Path(d)/'named.onnx', Path(d)/'static.onnx', Path(d)/'int8.onnx'
+        onnx.save(m, str(src))
+        quantize_static(str(src), str(s), _Windows(calib, bs), quant_format=QuantFormat.QOperator, per_channel=per_channel,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, nodes_to_exclude=keep,
+                        calibrate_method=getattr(CalibrationMethod, method))
+        quantize_dynamic(str(s), str(q), op_types_to_quantize=['LSTM'], weight_type=QuantType.QInt8, per_channel=lstm_per_channel)
+        how = (f"int8, onnxruntime {ort.__version__} QOperator: Conv/Gemm static, weights per {'channel' if per_channel else 'tensor'}, "
+               f"uint8 activations ({method}, {len(calib)} windows); LSTM dynamic, weights per {'channel' if lstm_per_channel else 'tensor'}; "
+               f"attention gates {'float32' if fp32_gates else 'int8'}")
+        m = _set_metadata(_compact(onnx.load(str(q))), {**onnx_metadata(path), 'quantization': how, 'float32_nodes': len(keep)})
     return _write_onnx(m, out)
 
 # %% ../nbs/41_export.ipynb #6893e9ca
@@ -235,13 +322,17 @@ def _speeds(net, sessions: dict, window, n_channels, threads, repeats) -> dict:
         res.update({f'{name}_{k}': v for k, v in speed(ort_fn(sess), window, n_channels, threads, repeats, numpy=True).items()})
     return res
 
-def _int8_row(f, data, X, y, fp32_logits, fold_norm, threads) -> tuple:
-    "Quantise ONNX model `f` calibrated on the training windows; (session, its row entries: file, size, macro F1, agreement)."
-    q = quantize_int8(f, raw_windows(data.train, data) if fold_norm else data.train.X[:, None])
+def _bytes(path, prefix: str) -> dict:
+    "`onnx_bytes` of `path` with keys `bytes_<prefix>_<part>`."
+    return {f'bytes_{prefix}_{k}': v for k, v in onnx_bytes(path).items()}
+
+def _int8_row(f, data, X, y, fp32_logits, fold_norm, threads, **opts) -> tuple:
+    "Quantise ONNX model `f` (`quantize_int8` options `opts`) calibrated on the training windows; (session, its row entries)."
+    q = quantize_int8(f, raw_windows(data.train, data) if fold_norm else data.train.X[:, None], **opts)
     sess = session(q, threads)
     lq = ort_logits(sess, X)
     return sess, dict(onnx_int8=str(q), size_int8=q.stat().st_size, f1_int8=macro_f1(y, lq),
-                      int8_agreement=float((lq.argmax(-1) == fp32_logits.argmax(-1)).mean()))
+                      int8_agreement=float((lq.argmax(-1) == fp32_logits.argmax(-1)).mean()), **_bytes(q, 'int8'))
 
 def export_model(run_dir, config: str, seed: int = 0, fold: int = None, out=None, fmt: str = 'onnx', int8: bool = False,
                  data=None, path=None, latency: bool = True, threads: int = 1, repeats: int = 50, fold_norm: bool = True) -> dict:
@@ -255,7 +346,7 @@ def export_model(run_dir, config: str, seed: int = 0, fold: int = None, out=None
     X, y = raw_windows(data.test, data) if fold_norm else np.ascontiguousarray(data.test.X[:, None]), data.test.y
     sessions = dict(onnx=session(f, threads))
     b = ort_logits(sessions['onnx'], X)
-    row = dict(config=config, seed=seed, onnx=str(f), size_fp32=f.stat().st_size, **parity(torch_logits(net, X), b, y))
+    row = dict(config=config, seed=seed, onnx=str(f), size_fp32=f.stat().st_size, **parity(torch_logits(net, X), b, y), **_bytes(f, 'fp32'))
     if int8:
         sessions['int8'], extra = _int8_row(f, data, X, y, b, fold_norm, threads)
         row.update(extra)
@@ -289,30 +380,49 @@ def deployment_view(df: pd.DataFrame) -> pd.DataFrame:
 def deployment_targets(df: pd.DataFrame, teachers=TEACHER_CONFIGS) -> pd.DataFrame:
     "The issue's targets on `deployment_table` rows: target, measured value, met (students = the rows not in `teachers`)."
     s = df[~df['config'].isin(teachers)]
-    worst = lambda col, sign=1: s.loc[(sign * s[col]).idxmax()]
     cost = 100 * (s['f1_onnx'] - s['f1_int8']); ratio = s['size_int8'] / s['size_fp32']
     rows = [('fp32 parity: max abs logit diff <= 1e-4 (all models)', f"{df['max_abs_diff'].max():.1e}", df['max_abs_diff'].max() <= 1e-4),
             ('fp32 parity: identical test predictions (all models)', f"{int(df['same_predictions'].sum())} of {len(df)} models", bool(df['same_predictions'].all())),
-            ('int8 costs <= 0.5 macro F1 points (students)', f"worst {cost.max():.2f} ({s.loc[cost.idxmax(), 'config']})", cost.max() <= 0.5),
+            ('int8 costs <= 0.5 macro F1 points (students)', f"worst {cost.max():.2f} ({s.loc[cost.idxmax(), 'config']}); "
+             f"largest change either way {cost.abs().max():.2f} ({s.loc[cost.abs().idxmax(), 'config']})", cost.max() <= 0.5),
             ('int8 file <= 1/3 of fp32 (students)', f"worst {ratio.max():.3f} ({s.loc[ratio.idxmax(), 'config']})", ratio.max() <= 1 / 3)]
     if 'torch_latency_ms' in s:
         lr = s['onnx_latency_ms'] / s['torch_latency_ms']
         rows.append(('onnxruntime batch-1 latency <= PyTorch (students)', f"worst ORT/PyTorch {lr.max():.2f} ({s.loc[lr.idxmax(), 'config']})", lr.max() <= 1))
     return pd.DataFrame(rows, columns=['target', 'measured', 'met']).set_index('target')
 
+BYTE_PARTS = ('data_float32', 'data_int8', 'data_other', 'headers', 'nodes', 'metadata', 'rest')   # onnx_bytes' parts
+
+def bytes_view(df: pd.DataFrame, teachers=TEACHER_CONFIGS) -> pd.DataFrame:
+    "Where the bytes of each student's fp32 and int8 files go (`deployment_table` rows); on the int8 row its ratio to fp32: file, tensor data, floor."
+    rows = []
+    for _, r in df[~df['config'].isin(teachers)].iterrows():
+        b = {p: {k: int(r[f'bytes_{p}_{k}']) for k in ('total',) + BYTE_PARTS} for p in ('fp32', 'int8')}
+        for p in b: b[p]['tensor_data'] = b[p]['data_float32'] + b[p]['data_int8'] + b[p]['data_other']
+        rows.append(dict(model=r['config'], file='fp32', **b['fp32']))
+        ratio = {f'int8/fp32 {k}': round(b['int8'][k] / b['fp32'][k], 3) for k in ('total', 'tensor_data')}
+        # floor: the fp32 file with its tensor data swapped for the int8 file's, i.e. as if quantising added no graph bytes
+        ratio['int8/fp32 floor'] = round((b['fp32']['total'] - b['fp32']['tensor_data'] + b['int8']['tensor_data']) / b['fp32']['total'], 3)
+        rows.append(dict(model=r['config'], file='int8', **b['int8'], **ratio))
+    return pd.DataFrame(rows).set_index('model')
+
 # %% ../nbs/41_export.ipynb #7573780b
 def deployment_report(df: pd.DataFrame, run_dir, command: str = None) -> str:
-    "Markdown report of `deployment_table` rows of `run_dir`: command, machine, the table and the targets."
+    "Markdown report of `deployment_table` rows of `run_dir`: command, machine, the table, the targets and where the bytes go."
     m, v = machine(), versions()
+    q = onnx_metadata(df['onnx_int8'].iloc[0]).get('quantization', 'int8') if 'onnx_int8' in df else 'none'
     lines = [f"# Deployment: {Path(run_dir).name}", '',
              f"Command: `{command or ' '.join(['hark-export'] + sys.argv[1:])}`  ",
              f"Machine: {m['cpu']} ({m['cpu_capability']}), timing on {_threads(df)}; "
              f"torch {v['torch']}, onnxruntime {ort.__version__}, onnx {onnx.__version__}, hark_nbdev {v['hark_nbdev']}  ",
-             f"Models: seed {int(df['seed'].iloc[0])}; ONNX opset {OPSET}, normalisation in the graph (raw windows in); int8: static "
-             "QOperator quantisation of Conv/Gemm calibrated on the training windows, dynamic quantisation of the LSTMs", '',
+             f"Models: seed {int(df['seed'].iloc[0])}; ONNX opset {OPSET}, onnxruntime's basic graph optimisations, normalisation in "
+             f"the graph (raw windows in); quantisation: {q}", '',
              "Macro F1 in % on the run's test windows; latency: median single-thread time of one window (batch 1); "
              "throughput: windows per second at batch 64.", '', md_table(deployment_view(df)), '',
              "## Targets", '', md_table(deployment_targets(df))]
+    if 'bytes_int8_total' in df:
+        lines += ['', "## Where the bytes go (students)", '', "`onnx_bytes` of each file: tensor data by element type, tensor "
+                  "headers (names, shapes), nodes, metadata, the rest (inputs, outputs, opsets).", '', md_table(bytes_view(df))]
     return '\n'.join(lines) + '\n'
 
 def _threads(df) -> str:
@@ -326,6 +436,39 @@ def write_deployment(df: pd.DataFrame, run_dir, command: str = None) -> tuple:
     with atomic_write(csv) as f: df.to_csv(f, index=False)
     with atomic_write(md) as f: f.write(deployment_report(df, run_dir, command))
     return csv, md
+
+# %% ../nbs/41_export.ipynb #ch8py001
+INT8_CHOICES = {   # quantize_int8 options: the usual settings, one lever at a time, the default (all three), variants of it
+    'first version': dict(method='MinMax', per_channel=True, fp32_gates=False),   # MinMax, Conv/Gemm per channel, LSTM per tensor, gates int8
+    'Percentile only': dict(per_channel=True, fp32_gates=False),
+    'gates float32 only': dict(method='MinMax', per_channel=True),
+    'LSTM per channel only': dict(method='MinMax', per_channel=True, lstm_per_channel=True, fp32_gates=False),
+    'Conv/Gemm per tensor only': dict(method='MinMax', fp32_gates=False),
+    'default': dict(),   # Percentile, gates float32, all weights per tensor
+    'default, weights per channel': dict(per_channel=True, lstm_per_channel=True),
+    'default, MinMax': dict(method='MinMax'),
+}
+
+def _agree(a, b) -> float: return float((a.argmax(-1) == b.argmax(-1)).mean())
+
+def int8_choices(run_dir, configs=('LM', 'LM-Att', 'RAB-KD', 'MM'), seed: int = 0, choices: dict = None, data=None, path=None) -> pd.DataFrame:
+    "Quantise models `configs` (seed `seed`) of `run_dir` with each of `choices`: int8 size, F1 cost, agreement with fp32 (test, training windows)."
+    choices = INT8_CHOICES if choices is None else choices
+    data = run_data(run_dir, path) if data is None else data
+    Xtr, Xte, y = raw_windows(data.train, data), raw_windows(data.test, data), data.test.y
+    rows = []
+    with tempfile.TemporaryDirectory(prefix='hark_c_') as d:   # nothing is written into the run
+        for c in configs:
+            model = load_model(run_dir, c, seed); check_data(model.meta, data)
+            f = to_onnx(model, Path(d)/f'{c}.onnx'); s = session(f)
+            te, tr = ort_logits(s, Xte), ort_logits(s, Xtr)
+            for name, opts in choices.items():
+                q = quantize_int8(f, Xtr, Path(d)/'q.onnx', **opts); sq = session(q)
+                qte, qtr = ort_logits(sq, Xte), ort_logits(sq, Xtr)
+                rows.append(dict(config=c, choice=name, size_fp32=f.stat().st_size, size_int8=q.stat().st_size,
+                                 f1_fp32=macro_f1(y, te), f1_int8=macro_f1(y, qte), agree_test=_agree(qte, te), agree_train=_agree(qtr, tr)))
+    df = pd.DataFrame(rows)
+    return df.assign(ratio=df['size_int8'] / df['size_fp32'], cost_points=100 * (df['f1_fp32'] - df['f1_int8']))
 
 # %% ../nbs/41_export.ipynb #d0df130b
 def export_summary(row: dict) -> str:
