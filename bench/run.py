@@ -18,7 +18,7 @@ from hark_nbdev.configs import CONFIGS, TEACHER_OF, TEACHERS, build_learner, tra
 from hark_nbdev.results import versions, machine
 from hark_nbdev.experiment import run_experiment
 from hark_nbdev.models import get_model
-from hark_nbdev.profile import profile_model
+from hark_nbdev.profile import profile_model, median_time
 from hark_nbdev.plots import plot_all
 
 warnings.filterwarnings('ignore', category=FutureWarning)
@@ -42,12 +42,8 @@ def inference_seconds(model, dl) -> float:
     return time.perf_counter() - t0
 
 def median_ms(f, repeats=10, warmup=2) -> float:
-    "Median wall time (ms) of `f()` after `warmup` untimed calls."
-    for _ in range(warmup): f()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(ts)
+    "Median wall time (ms) of `f()` after `warmup` untimed calls (`profile.median_time`)."
+    return 1e3 * median_time(f, repeats, warmup)
 
 def step_breakdown(name, data, batch=64) -> dict:
     "Milliseconds of one bare training step of `name` (forward, backward, Adam), and of its conv stack and LSTM alone (forward + backward)."

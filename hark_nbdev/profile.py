@@ -18,7 +18,7 @@ from .models import DeepConvLSTM, count_params, conv_flops
 
 # %% auto #0
 __all__ = ['FLOPS_HOOKS', 'channel_attention_ops', 'spatial_attention_ops', 'cbam_ops', 'count_macs', 'state_dict_bytes',
-           'median_seconds', 'profile_model']
+           'median_time', 'median_seconds', 'profile_model']
 
 # %% ../nbs/12_profile.ipynb #c5d53399
 def channel_attention_ops(c: int,       # channels C
@@ -98,18 +98,24 @@ def state_dict_bytes(model: nn.Module  # any model
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
 
+def median_time(f,                 # a callable without arguments: the work to time
+                repeats: int = 20, # timed calls
+                warmup: int = 3    # untimed calls first
+               ) -> float:
+    "Median wall time (s) of `f()` after `warmup` untimed calls (training steps, inference, anything)."
+    for _ in range(warmup): f()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
 def median_seconds(model: nn.Module,  # the model to time
                    x: torch.Tensor,   # its input
                    repeats: int = 20, # timed calls
                    warmup: int = 3    # untimed calls first
                   ) -> float:
     "Median wall time (s) of `model(x)` under `no_grad` after `warmup` untimed calls."
-    ts = []
-    with torch.no_grad():
-        for _ in range(warmup): model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter(); model(x); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    with torch.no_grad(): return median_time(lambda: model(x), repeats, warmup)
 
 # %% ../nbs/12_profile.ipynb #a1da444a
 def profile_model(model: nn.Module,      # the model, taking `(B, 1, window, n_channels)` inputs
