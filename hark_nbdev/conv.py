@@ -45,7 +45,9 @@ class FastConv2d(nn.Conv2d):
         return (self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == 'zeros'
                 and not isinstance(p, str) and p[0] <= self.kernel_size[0] - 1 and p[1] <= self.kernel_size[1] - 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,  # input `(B, C_in, H, W)`
+               ) -> Tensor:
+        "`nn.Conv2d`'s output; when training through the stride-1 case, its input gradient comes from `_FlippedInputGrad`."
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
         if not grad or not self._fast() or torch.jit.is_tracing() or torch.jit.is_scripting(): return super().forward(x)
         return _FlippedInputGrad.apply(x, self.weight, self.bias, self.padding)

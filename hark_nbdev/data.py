@@ -335,14 +335,17 @@ class WindowDataset(torch.utils.data.TensorDataset):
 class WindowDL(DataLoader):
     "fastai `DataLoader` over (X, y) tensors, batched by tensor indexing."
     batch_idxs = None   # dataset rows of the batch being yielded (set while iterating)
-    def create_batches(self, samps):
+    def create_batches(self, samps):  # the dataset rows of this epoch, in order (fastai's shuffled or sequential sample)
+        "(xb, yb) batches of the rows `samps`, gathered in numpy; `batch_idxs` holds the rows of the batch being yielded."
         # gather in numpy: torch's multi-threaded index kernels stall badly on busy, shared cores (10 ms vs 0.2 ms a batch)
         X, y = (t.numpy() for t in self.dataset.tensors)
         for b in self.chunkify(samps):
             b = np.asarray(b, dtype=np.int64)
             self.batch_idxs = b   # dataset rows of the batch being yielded: lets callbacks look up per-window caches
             yield torch.from_numpy(X[b]), torch.from_numpy(y[b])
-    def decode_batch(self, b, max_n=9, full=True):
+    def decode_batch(self, b,          # a batch (xb, class indices)
+                     max_n:int=9,   # items to decode at most
+                     full:bool=True):  # fastai's argument: unused, every item is decoded whole
         "(raw window (T, C), class name) per item of batch `b` = (xb, class indices): what `Learner.predict` shows."
         xb, yb = b[0].detach().cpu().numpy()[:max_n, 0], b[-1].detach().cpu().numpy()[:max_n]
         nrm, names = self.dataset.normalizer, self.dataset.classes

@@ -57,37 +57,51 @@ class Runner:
         self.s = run_settings(settings)
         self.dataset, self.protocol = self.s.dataset, self.s.protocol
 
-    def model_opts(self, config) -> dict:
+    def model_opts(self, config:str,  # a configuration name (`CONFIG_NAMES`)
+                  ) -> dict:
         "The run's model options (`MODEL_OPTIONS`) that apply to `config`: e.g. `sites` only for a model with CBAM."
         return options_for(config, **{k: getattr(self.s, k) for k in MODEL_OPTIONS})
 
-    def train_opts(self, config) -> dict:
+    def train_opts(self, config:str,  # a configuration name (`CONFIG_NAMES`)
+                  ) -> dict:
         "The run's model and training options (`TRAIN_OPTIONS`) that apply to `config`."
         opts = options_for(config, **{k: getattr(self.s, k) for k in TRAIN_OPTIONS})
         if 'augment' in opts: opts['augment'] = '+'.join(opts['augment'])   # the settings' tuple as build_learner's name
         return {**self.model_opts(config), **opts}
 
-    def max_epochs(self, config) -> int:
+    def max_epochs(self, config:str,  # a configuration name (`CONFIG_NAMES`)
+                  ) -> int:
         "The epoch budget of `config`: `teacher_epochs` for the teacher configurations, `epochs` for the rest."
         return self.s.teacher_epochs if config in TEACHERS else self.s.epochs
 
-    def model_file(self, name, seed) -> Path:
+    def model_file(self, name:str,  # the configuration, e.g. 'OM'
+                   seed:int,    # its seed
+                  ) -> Path:
         "Where the weights of configuration `name` for `seed` are kept."
         return model_path(self.store.out, self.dataset, self.protocol, name, seed, self.fold)
 
-    def save(self, config, seed, model, info, teacher=None):
+    def save(self, config:str,      # the configuration `model` was trained as
+             seed:int,             # its seed
+             model,                # the trained model
+             info:dict,            # what its training reported (`train_config`'s info), kept in the metadata
+             teacher:str=None):    # the configuration that taught it (None: trained from scratch)
         "Save the trained `model` of `config` and `seed` with what rebuilds it (`checkpoint.save_model`)."
         save_model(model, self.model_file(config, seed), config=config, seed=seed, fold=self.fold, dataset=self.dataset, protocol=self.protocol,
                    teacher=teacher, info={k: _scalar(v) for k, v in info.items()}, **data_meta(self.data))
 
-    def train(self, config, seed, teacher=None, cache=None):
+    def train(self, config:str,     # the configuration to train
+              seed:int,            # its seed
+              teacher=None,        # the trained teacher model it distils from (None: from scratch)
+              cache=None):         # the file that keeps `teacher`'s outputs on the training windows (None: not kept)
         "Train `config` with `seed` (and `teacher`, whose outputs file is `cache`): (model, info)."
         extra = {} if cache is None else dict(teacher_cache=cache)
         learn, info = self.train_fn(config, self.data, teacher=teacher, epochs=self.max_epochs(config), patience=self.s.patience,
                                     seed=seed, schedule=self.s.schedule, **self.train_opts(config), **extra)
         return learn.model, dict(info)
 
-    def teacher_file(self, name, seed) -> tuple:
+    def teacher_file(self, name:str,  # the teacher configuration, e.g. 'OM-Att'
+                     seed:int,    # its seed
+                    ) -> tuple:
         "(path, own): where teacher `name` of `seed` is read: this run's folder, else the `teachers` run folder (own=False: read only)."
         own = self.model_file(name, seed)
         if self.s.teachers and not own.exists():
@@ -95,11 +109,14 @@ class Runner:
             if other.exists(): return other, False
         return own, True
 
-    def outputs_file(self, name, seed) -> Path:
+    def outputs_file(self, name:str,  # the teacher configuration
+                     seed:int,    # its seed
+                    ) -> Path:
         "The file in this run's folder that keeps the outputs of teacher `name` of `seed` on the training windows (not committed)."
         return self.model_file(name, seed).with_suffix('.outputs.pt')
 
-    def trained_teacher(self, name, seed):
+    def trained_teacher(self, name:str,  # the teacher configuration (`TEACHERS`)
+                        seed:int):   # its seed
         "The (model, info) of teacher config `name` for `seed`: from memory, else from disk (this run's or `teachers`), else trained and saved now."
         if (name, seed) in self.teachers: return self.teachers[name, seed]
         w, own = self.teacher_file(name, seed); j = w.with_suffix('.json')
@@ -115,7 +132,12 @@ class Runner:
         self.teachers[name, seed] = model, info
         return model, info
 
-    def row(self, config, seed, model, info, teacher=None) -> dict:
+    def row(self, config:str,     # the configuration `model` was trained as
+            seed:int,             # its seed
+            model,                # the trained model
+            info:dict,            # what its training reported (`train_config`'s info)
+            teacher:str=None,     # the configuration that taught it (None: none)
+           ) -> dict:
         "Evaluate and profile `model`; the results row (`RESULT_COLS`) with training facts, model options and protocol."
         d, p = self.data, self.data.protocol
         row = dict(dataset=self.dataset, config=config, seed=seed, fold=self.fold, **self.evaluate_fn(model, d), **self.profile_fn(model, d.window, d.n_channels))
@@ -134,11 +156,16 @@ class Runner:
                    n_channels=d.n_channels, finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
         return row
 
-    def teacher_seed(self, seed) -> int:
+    def teacher_seed(self, seed:int,  # the student's seed
+                    ) -> int:
         "The seed of the teacher that students of `seed` learn from: their own, or `seed % teacher_seeds` when teachers are shared."
         return seed if self.s.teacher_seeds is None else seed % self.s.teacher_seeds
 
-    def refit(self, config, seed, info, teacher=None) -> dict:
+    def refit(self, config:str,     # the configuration to retrain
+              seed:int,            # its seed
+              info:dict,           # what its first training reported: `best_epoch` gives the budget of the constant schedule
+              teacher=None,        # the trained teacher model it distils from (None: from scratch)
+             ) -> dict:
         "Retrain `config` on training + validation windows for the budget validation chose; its test scores as `refit_*` columns."
         if not hasattr(self, '_folded'): self._folded = fold_valid(self.data)
         epochs = self.max_epochs(config) if self.s.schedule == 'one_cycle' else int(info.get('best_epoch', self.max_epochs(config) - 1)) + 1
@@ -147,7 +174,9 @@ class Runner:
         ev = self.evaluate_fn(learn.model, self.data)
         return dict(refit=True, refit_f1_macro=ev['f1_macro'], refit_f1_weighted=ev.get('f1_weighted'), refit_accuracy=ev.get('accuracy'), refit_epochs=epochs)
 
-    def run(self, config, seed) -> dict:
+    def run(self, config:str,  # the configuration to run
+            seed:int,     # its seed
+           ) -> dict:
         "Train (or load, for a teacher) `config` with `seed`, store and return its row."
         if config in TEACHERS: (model, info), tname = self.trained_teacher(config, seed), None
         else:

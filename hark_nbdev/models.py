@@ -115,7 +115,8 @@ class DeepConvLSTM(nn.Module):
         self.head = nn.Linear(hidden if lstm_axis == 'time' else n_channels * hidden, n_classes)
         init_weights(self, init)
 
-    def features(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor,  # normalised windows `(B, 1, T, C)`
+                ) -> Tensor:
         "Conv stack (with CBAM at `sites`): `(B, 1, T, C)` -> `(B, filters, T - 16, C)`."
         self._check_input(x)
         for name, conv in self.convs.items():
@@ -123,7 +124,9 @@ class DeepConvLSTM(nn.Module):
             if name in self.att: x = self.att[name](x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor,  # normalised windows `(B, 1, T, C)`
+               ) -> Tensor:
+        "Class logits `(B, n_classes)`: the conv features as a sequence (over time or sensors, `lstm_axis`) through the LSTM, then the head."
         f = self.features(x)
         b = f.shape[0]
         if self.lstm_axis == 'time': seq = f.permute(0, 2, 3, 1).reshape(b, f.shape[2], -1)  # (B, T-16, C*filters)
