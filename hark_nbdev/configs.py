@@ -248,10 +248,10 @@ def history(learn,  # a fitted `Learner`
     tl = getattr(learn, 'train_loss', None)
     if tl is not None and len(tl.history) == len(df): df['train_loss'] = [h['loss'] for h in tl.history]   # the epoch's mean, not the smoothed one
     cb = getattr(learn, 'distillation', None) or tl
-    for k in ('loss_ce', 'loss_kd', 'loss_att'): df[k] = [h.get(k, math.nan) for h in cb.history] if cb is not None and len(cb.history) == len(df) else math.nan
+    for k in ('loss_ce', 'loss_kd', 'loss_att', 'att_share'): df[k] = [h.get(k, math.nan) for h in cb.history] if cb is not None and len(cb.history) == len(df) else math.nan
     per = len(rec.lrs) // max(len(df), 1)
     df['lr'] = [rec.lrs[(e + 1) * per - 1] for e in range(len(df))] if per else math.nan
-    return df[[c for c in ['epoch', 'train_loss', 'loss_ce', 'loss_kd', 'loss_att', 'valid_loss', 'valid_f1', 'valid_accuracy', 'lr'] if c in df]]
+    return df[[c for c in ['epoch', 'train_loss', 'loss_ce', 'loss_kd', 'loss_att', 'att_share', 'valid_loss', 'valid_f1', 'valid_accuracy', 'lr'] if c in df]]
 
 def schedule_defaults(schedule,     # a key of SCHEDULES
                       lr=None,      # a learning rate, or None for the schedule's

@@ -16,7 +16,7 @@ from fastai.callback.core import Callback
 from fastai.learner import ValueMetric
 from .attention import MapHooks, check_map_modules
 from .models import attention_modules
-from .losses import loss_terms, combine_terms, attention_loss, CHANNEL_MATCHES
+from .losses import loss_terms, combine_terms, attention_loss, channel_adapter, common_sites, CHANNEL_MATCHES
 
 # %% auto #0
 __all__ = ['cacheable', 'teacher_outputs', 'outputs_key', 'stored_teacher_outputs', 'DistillationCallback']
@@ -115,7 +115,7 @@ def _probe(model, xb, hooks=None):
 class DistillationCallback(Callback):
     "Train the Learner's model on `alpha*CE + (1-alpha)*KD(T) + beta*(L_CA + L_SA)` from a frozen `teacher`; validation stays plain CE."
     order, run_valid = 5, False                 # after TrainEvalCallback (which moves the model), before Recorder
-    _stateattrs = ('teacher', '_t_logits', '_t_maps', '_s_maps', '_cache', '_hooks', '_columns')   # never pickled
+    _stateattrs = ('teacher', '_t_logits', '_t_maps', '_s_maps', '_cache', '_hooks', '_columns', '_in_opt')   # never pickled
     columns = ('loss_ce', 'loss_kd', 'loss_att')
 
     def __init__(self,
@@ -127,7 +127,7 @@ class DistillationCallback(Callback):
                  show: bool = True,             # show the loss components as Recorder columns
                  cache: bool = True,            # run the teacher once per fit when the training loader allows it
                  cache_file=None,               # a file that keeps the teacher's outputs across fits and processes (`stored_teacher_outputs`)
-                 match: str = 'avg',            # channel matching of L_CA (see `losses.match_channels`)
+                 match: str = 'avg',            # channel matching of L_CA (see `losses.match_channels`); 'learned' trains an adapter per site
                  student_modules: dict = None,  # `{site: (channel_module_name, spatial_module_name)}` in the student; default `attention_modules`
                  teacher_modules: dict = None   # the same in the teacher; default `attention_modules(teacher)`
                 ):
@@ -140,7 +140,8 @@ class DistillationCallback(Callback):
         self.show, self.cache, self.cache_file, self.history, self.last = show, cache, cache_file, [], {}
         self.cache_seconds = math.nan   # seconds the last fit spent getting the teacher's outputs (computing or reading them)
         self._t_logits = self._t_maps = self._s_maps = self._cache = self._hooks = None
-        self._columns, self._ready = [], False
+        self._columns, self._ready, self._in_opt = [], False, []
+        self.adapters = None            # for match='learned': `nn.ModuleDict` {site: adapter}, trained with the student (made at the first fit)
         self.freeze_teacher()
 
     def _init_state(self):
@@ -158,7 +159,7 @@ class DistillationCallback(Callback):
     @property
     def losses(self) -> pd.DataFrame:
         "Per-epoch means of the (unweighted) training-loss components of the last fit."
-        return pd.DataFrame(self.history, columns=['epoch', 'loss_ce', 'loss_kd', 'loss_att', 'loss_ca', 'loss_sa'])
+        return pd.DataFrame(self.history, columns=['epoch', 'loss_ce', 'loss_kd', 'loss_att', 'loss_ca', 'loss_sa', 'att_share'])
 
     def _modules(self, model, given, who):
         "The map modules to hook in `model`: `given`, else `attention_modules(model)`; an error if there are none."
@@ -191,13 +192,37 @@ class DistillationCallback(Callback):
         (s, s_maps), (t, t_maps) = _probe(self.learn.model, xb, sh), _probe(self.teacher, xb, th)
         if s.shape[-1] != t.shape[-1]:
             raise ValueError(f"teacher predicts {t.shape[-1]} classes but the student {s.shape[-1]}: they must share the label set")
-        if self.beta > 0: attention_loss(s_maps, t_maps, self.sites, self.match)   # raises on sites, map shapes and kinds
+        if self.beta <= 0: return
+        if self.match == 'learned': self._make_adapters(s_maps, t_maps)
+        attention_loss(s_maps, t_maps, self.sites, self.match, self.adapters)   # raises on sites, map shapes and kinds
+
+    def _make_adapters(self, s_maps, t_maps):
+        "For match='learned': an adapter per distilled site with channel maps, from the teacher's channels to the student's (kept when they fit)."
+        want = {k: (t_maps[k][0].shape[1], s_maps[k][0].shape[1]) for k in common_sites(s_maps, t_maps, self.sites) if s_maps[k][0] is not None}
+        have = {k: (a.in_features, a.out_features) for k, a in (self.adapters or {}).items()}
+        if have != want: self.adapters = nn.ModuleDict({k: channel_adapter(*ct_cs) for k, ct_cs in want.items()})
+        self.adapters.to(next(self.learn.model.parameters()).device).train()
+
+    def _adapters_in_opt(self):
+        "Put the adapters' weights in the optimiser's last parameter group for this fit (they leave it `after_fit`)."
+        if not self.adapters or self.learn.opt is None: return
+        group, known = self.learn.opt.param_lists[-1], {id(p) for pg in self.learn.opt.param_lists for p in pg}
+        self._in_opt = [p for p in self.adapters.parameters() if id(p) not in known]
+        for p in self._in_opt: group.append(p)
+
+    def _adapters_out_of_opt(self):
+        "Take the adapters' weights (and their optimiser state) back out of the optimiser."
+        opt, ids = self.learn.opt, {id(p) for p in self._in_opt or ()}
+        if opt is not None and ids:
+            opt.param_lists[-1] = type(opt.param_lists[-1])([p for p in opt.param_lists[-1] if id(p) not in ids])
+            for p in self._in_opt: opt.state.pop(p, None)
+        self._in_opt = []
 
     def _column(self, key): return self.last.get(key, math.nan)
 
     def before_fit(self):
         "Remove what a fit that died of an exception left, and add the loss columns (before the Recorder reads the metrics)."
-        self._remove_columns(); self.remove_hooks()
+        self._remove_columns(); self.remove_hooks(); self._adapters_out_of_opt()
         self._ready = False
         if self.show:
             self._columns = [ValueMetric(partial(self._column, k), k) for k in self.columns]
@@ -212,12 +237,13 @@ class DistillationCallback(Callback):
             self.teacher.to(next(self.learn.model.parameters()).device)
             self._hook()
             if self.uses_teacher: self._check()
+            self._adapters_in_opt()
             use = self.cache and self.uses_teacher and cacheable(self.dls.train)
             t0 = time.perf_counter()
             mods = self._hooks and self._hooks[1].modules
             self._cache = stored_teacher_outputs(self.teacher, self.dls.train, mods, self.cache_file) if use else None
             self.cache_seconds = time.perf_counter() - t0 if use else math.nan
-        except BaseException: self.remove_hooks(); raise
+        except BaseException: self.remove_hooks(); self._adapters_out_of_opt(); raise
         self.history, self.last, self._ready = [], {}, True
 
     def before_train(self):
@@ -252,7 +278,7 @@ class DistillationCallback(Callback):
         "Replace the training loss by the distillation loss and accumulate its components."
         if not self.training or not len(self.yb): return
         terms = loss_terms(self.pred, *self.yb, self._t_logits, self.alpha, self.T, self.beta, self._s_maps, self._t_maps,
-                           self.sites, self.match)
+                           self.sites, self.match, self.adapters)
         self.learn.loss_grad = combine_terms(terms, self.alpha, self.beta)
         self.learn.loss = self.learn.loss_grad.detach().clone()
         n = len(self.yb[0])
@@ -268,9 +294,18 @@ class DistillationCallback(Callback):
                    loss_ca=m.get('ca', math.nan), loss_sa=m.get('sa', math.nan))
         att = [rec[k] for k in ('loss_ca', 'loss_sa') if not math.isnan(rec[k])]
         rec['loss_att'] = sum(att[1:], att[0]) if att else math.nan      # a site may have one kind of map only
+        rec['att_share'] = self._att_share(rec)
         self.history.append(rec); self.last = rec
 
+    def _att_share(self, rec):
+        "The attention term's share `beta*L_att / L` of the epoch's mean training loss (NaN without attention term)."
+        if math.isnan(rec['loss_att']): return math.nan
+        kd = 0. if math.isnan(rec['loss_kd']) else (1 - self.alpha) * rec['loss_kd']
+        att = self.beta * rec['loss_att']
+        total = (self.alpha if self.alpha < 1 else 1.) * rec['loss_ce'] + kd + att
+        return att / total if total > 0 else math.nan
+
     def after_fit(self):
-        "Remove the Recorder columns and the hooks, and drop the last batch's tensors (runs after a cancelled fit too)."
-        self._remove_columns(); self.remove_hooks()
+        "Remove the Recorder columns, the hooks and the adapters from the optimiser, and drop the last batch's tensors (runs after a cancelled fit too)."
+        self._remove_columns(); self.remove_hooks(); self._adapters_out_of_opt()
         self._t_logits = self._t_maps = self._s_maps = self._cache = None

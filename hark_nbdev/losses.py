@@ -6,12 +6,14 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/losses.html.md"""
 
 # %% ../nbs/20_losses.ipynb #7b25d667
 from __future__ import annotations
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['CHANNEL_MATCHES', 'kd_loss', 'match_channels', 'channel_attention_loss', 'spatial_attention_loss', 'common_sites',
-           'attention_loss', 'loss_terms', 'combine_terms', 'distillation_loss']
+__all__ = ['CHANNEL_MATCHES', 'kd_loss', 'match_channels', 'at_normalize', 'pool_matrix', 'channel_adapter',
+           'channel_attention_loss', 'spatial_attention_loss', 'common_sites', 'attention_loss', 'loss_terms',
+           'combine_terms', 'distillation_loss']
 
 # %% ../nbs/20_losses.ipynb #65916c34
 def _check_logits(s: Tensor, t: Tensor):
@@ -41,7 +43,7 @@ def _check_channel_map(m: Tensor, who: str):
         raise ValueError(f"{who} channel map must have shape (B, C, 1, 1); got {tuple(m.shape)}")
 
 # %% ../nbs/20_losses.ipynb #1ed85dbc
-CHANNEL_MATCHES = ('avg', 'sorted')   # how a teacher channel map is brought to the student's channel count
+CHANNEL_MATCHES = ('avg', 'sorted', 'at', 'learned')   # how a teacher channel map is brought to the student's channel count
 
 def _check_match(match):
     "Raise a clear error for an unknown channel-matching rule."
@@ -49,41 +51,71 @@ def _check_match(match):
 
 def match_channels(teacher_map: Tensor,  # teacher channel map (B, C, 1, 1)
                    n: int,                # student channels, 1 <= n <= C
-                   match: str = 'avg'     # one of `CHANNEL_MATCHES`: pool in channel order, or sorted per sample
+                   match: str = 'avg',    # one of `CHANNEL_MATCHES`: pooled in channel order ('avg', 'at'), sorted per sample, or `adapter`'s map
+                   adapter=None           # for 'learned': a module from (B, C) to (B, n), e.g. `channel_adapter(C, n)`
                   ) -> Tensor:
-    "Pool a teacher channel map (B, C, 1, 1) into `n` channels (B, n, 1, 1): in channel order ('avg') or sorted per sample ('sorted')."
+    "Bring a teacher channel map (B, C, 1, 1) to `n` channels (B, n, 1, 1): pooled in channel order ('avg', 'at'), sorted per sample ('sorted'), or mapped by a trained `adapter` ('learned')."
     _check_channel_map(teacher_map, 'teacher'); _check_match(match)
+    if (match == 'learned') != (adapter is not None):
+        raise ValueError(f"match={match!r} {'needs' if match == 'learned' else 'takes no'} adapter: only 'learned' maps the teacher's channels with a trained module")
     b, c = teacher_map.shape[:2]
     if not 0 < n <= c:
         raise ValueError(f"cannot match a teacher channel map of {c} channels to {n} student channels: "
                          "the student must have between 1 and the teacher's number of channels")
+    if match == 'learned': return adapter(teacher_map.reshape(b, c)).reshape(b, n, 1, 1)
     t = teacher_map.reshape(b, 1, c)
     if match == 'sorted': t = t.sort(dim=-1, descending=True).values
     return t.reshape(b, c, 1, 1) if n == c else F.adaptive_avg_pool1d(t, n).reshape(b, n, 1, 1)
 
+# %% ../nbs/20_losses.ipynb #a6ebb4f4
+def at_normalize(m: Tensor  # maps (B, ...): one map per window
+                ) -> Tensor:
+    "Each window's map flattened and L2-normalised, (B, N): attention transfer's normalisation (a zero map stays zero)."
+    return F.normalize(m.flatten(1), dim=1)
+
+def pool_matrix(c: int,  # teacher channels
+                n: int   # student channels, 1 <= n <= c
+               ) -> Tensor:
+    "The (n, c) matrix `W` with `W @ t == match_channels(t, n, 'avg')` for every teacher map `t` of c channels."
+    if not 0 < n <= c: raise ValueError(f"pool_matrix: need 1 <= n <= c, got n={n}, c={c}")
+    return F.adaptive_avg_pool1d(torch.eye(c).reshape(c, 1, c), n).reshape(c, n).T.contiguous()
+
+def channel_adapter(c: int,  # teacher channels C
+                    n: int   # student channels n
+                   ) -> nn.Linear:
+    "A trainable linear map from C teacher channel gates to n, initialised to the `avg` pooling (`pool_matrix`), zero bias."
+    lin = nn.Linear(c, n)
+    with torch.no_grad(): lin.weight.copy_(pool_matrix(c, n)); lin.bias.zero_()
+    return lin
+
 # %% ../nbs/20_losses.ipynb #f6821418
 def channel_attention_loss(s: Tensor,          # student channel map (B, c, 1, 1)
                            t: Tensor,          # teacher channel map (B, C, 1, 1), C >= c
-                           match: str = 'avg'  # how the teacher's channels meet the student's (see `match_channels`)
+                           match: str = 'avg', # how the teacher's channels meet the student's (see `match_channels`)
+                           adapter=None        # for match='learned': the trained map from C teacher to c student channels
                           ) -> Tensor:
-    "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's pooled to the student's channels by `match`."
+    "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's brought to the student's channels by `match` (for 'at', of the L2-normalised maps)."
     _check_channel_map(s, 'student'); _check_channel_map(t, 'teacher'); _check_match(match)
     if s.shape[0] != t.shape[0]:
         raise ValueError(f"batch sizes differ: student channel map {tuple(s.shape)}, teacher {tuple(t.shape)}")
     if match == 'sorted': s = s.sort(dim=1, descending=True).values   # sorting passes gradients back to each channel
-    return F.mse_loss(s, match_channels(t.detach(), s.shape[1], match))
+    target = match_channels(t.detach(), s.shape[1], match, adapter)   # the adapter's weights get gradients; the teacher never does
+    if match == 'at': return F.mse_loss(at_normalize(s), at_normalize(target))
+    return F.mse_loss(s.flatten(1), target.flatten(1))
 
 # %% ../nbs/20_losses.ipynb #1433ff06
-def spatial_attention_loss(s: Tensor,  # student spatial map (B, 1, H, W)
-                           t: Tensor   # teacher spatial map of the same shape
+def spatial_attention_loss(s: Tensor,              # student spatial map (B, 1, H, W)
+                           t: Tensor,              # teacher spatial map of the same shape
+                           normalize: bool = False # compare each window's L2-normalised map (`at_normalize`, match='at')
                           ) -> Tensor:
-    "L_SA: mean squared difference of spatial maps (B, 1, H, W), which must have equal shapes."
+    "L_SA: mean squared difference of spatial maps (B, 1, H, W), which must have equal shapes (with `normalize`, of the L2-normalised maps)."
     for m, who in ((s, 'student'), (t, 'teacher')):
         if m.ndim != 4 or m.shape[1] != 1:
             raise ValueError(f"{who} spatial map must have shape (B, 1, H, W); got {tuple(m.shape)}")
     if s.shape != t.shape:
         raise ValueError(f"spatial maps differ in shape: student {tuple(s.shape)}, teacher {tuple(t.shape)}; "
                          "place attention at the same conv site in student and teacher")
+    if normalize: return F.mse_loss(at_normalize(s), at_normalize(t.detach()))
     return F.mse_loss(s, t.detach())
 
 # %% ../nbs/20_losses.ipynb #f74ae54d
@@ -112,18 +144,26 @@ def _check_kinds(site, student, teacher):
 
 def _add(total, term): return term if total is None else total + term
 
+def _adapter(adapters, site, match):
+    "The adapter of `site` for match='learned' (an error when there is none), else None."
+    if match != 'learned': return None
+    if not adapters or site not in adapters:
+        raise ValueError(f"match='learned' needs an adapter for site {site!r}; got adapters for {sorted(adapters or {})}")
+    return adapters[site]
+
 def attention_loss(student_maps: dict,  # `{site: (channel_map, spatial_map)}` of the student (either map may be None)
                    teacher_maps: dict,  # the same for the teacher
                    sites=None,          # sites to distil; default: every site both have
-                   match: str = 'avg'   # channel matching (see `match_channels`)
+                   match: str = 'avg',  # channel matching (see `match_channels`); 'at' normalises the spatial maps too
+                   adapters: dict = None # for match='learned': `{site: adapter}` (see `channel_adapter`)
                   ) -> tuple:
     "(L_CA, L_SA) summed over `sites`; a term no site has a map for is None."
     l_ca = l_sa = None
     for k in common_sites(student_maps, teacher_maps, sites):
         (cs, ss), (ct, st) = student_maps[k], teacher_maps[k]
         _check_kinds(k, (cs, ss), (ct, st))
-        if cs is not None: l_ca = _add(l_ca, channel_attention_loss(cs, ct, match))
-        if ss is not None: l_sa = _add(l_sa, spatial_attention_loss(ss, st))
+        if cs is not None: l_ca = _add(l_ca, channel_attention_loss(cs, ct, match, _adapter(adapters, k, match)))
+        if ss is not None: l_sa = _add(l_sa, spatial_attention_loss(ss, st, normalize=match == 'at'))
     return l_ca, l_sa
 
 # %% ../nbs/20_losses.ipynb #126d3532
@@ -136,7 +176,8 @@ def loss_terms(student_logits: Tensor,        # (B, K) student logits
                student_maps: dict = None,     # `{site: (channel_map, spatial_map)}` of the student; needed when beta > 0
                teacher_maps: dict = None,     # the same for the teacher
                sites=None,                    # sites to distil; default: every common site
-               match: str = 'avg'             # channel matching (see `match_channels`)
+               match: str = 'avg',            # channel matching (see `match_channels`)
+               adapters: dict = None          # for match='learned': `{site: adapter}` (see `channel_adapter`)
               ) -> dict:
     "Unweighted terms {'ce','kd','ca','sa'}; a term whose weight (`1-alpha` for kd, `beta` for ca/sa) is 0, or with no map, is None."
     if not 0 <= alpha <= 1: raise ValueError(f"alpha weights the hard loss and must be in [0, 1], got {alpha}")
@@ -149,7 +190,7 @@ def loss_terms(student_logits: Tensor,        # (B, K) student logits
         if not student_maps or not teacher_maps:
             raise ValueError(f"beta={beta} > 0 needs attention maps from student and teacher; got "
                              f"student sites {sorted(student_maps or {})}, teacher sites {sorted(teacher_maps or {})}")
-        res['ca'], res['sa'] = attention_loss(student_maps, teacher_maps, sites, match)
+        res['ca'], res['sa'] = attention_loss(student_maps, teacher_maps, sites, match, adapters)
     return res
 
 # %% ../nbs/20_losses.ipynb #a20c3a56
@@ -174,8 +215,9 @@ def distillation_loss(student_logits: Tensor,        # (B, K) student logits
                       student_maps: dict = None,     # `{site: (channel_map, spatial_map)}` of the student
                       teacher_maps: dict = None,     # the same for the teacher
                       sites=None,                    # sites to distil; default: every common site
-                      match: str = 'avg'             # channel matching (see `match_channels`)
+                      match: str = 'avg',            # channel matching (see `match_channels`)
+                      adapters: dict = None          # for match='learned': `{site: adapter}` (see `channel_adapter`)
                      ) -> Tensor:
     "Total loss `L = alpha*CE + (1-alpha)*T^2*KL + beta*(L_CA + L_SA)` (alpha weights the hard loss)."
-    terms = loss_terms(student_logits, target, teacher_logits, alpha, T, beta, student_maps, teacher_maps, sites, match)
+    terms = loss_terms(student_logits, target, teacher_logits, alpha, T, beta, student_maps, teacher_maps, sites, match, adapters)
     return combine_terms(terms, alpha, beta)

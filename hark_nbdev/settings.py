@@ -25,7 +25,7 @@ PROTOCOL_NAMES = ('standard', 'paper')                                  # = data
 CONFIG_NAMES = ('LM', 'MM', 'OM', 'OM-Att', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB-KD')   # = configs.CONFIGS
 SCHEDULE_NAMES = ('one_cycle', 'constant')                              # = configs.SCHEDULES
 SITE_NAMES = ('conv1', 'conv2', 'conv3', 'conv4')                       # = models.SITES
-MATCH_NAMES = ('avg', 'sorted')                                         # = losses.CHANNEL_MATCHES
+MATCH_NAMES = ('avg', 'sorted', 'at', 'learned')                        # = losses.CHANNEL_MATCHES
 RECIPE_NAMES = ('v1', 'paper')                                          # = configs.RECIPES
 INIT_NAMES = ('keras', 'torch')                                         # = models.INITS
 NORM_NAMES = ('batch',)                                                 # = models.NORMS without None
@@ -56,7 +56,7 @@ class RunSettings:
     alpha: float = None           # weight of the response-KD term, 0..1 (default: configs.KD_DEFAULTS); configs with a teacher
     T: float = None               # distillation temperature > 0 (default: configs.KD_DEFAULTS); configs with a teacher
     beta: float = None            # weight of the attention-map term >= 0 (default: configs.KD_DEFAULTS); RAB-KD only
-    match: str = None             # channel matching of attention maps, 'avg' or 'sorted' (default: configs.KD_DEFAULTS); RAB-KD only
+    match: str = None             # channel matching of attention maps, one of MATCH_NAMES (default: configs.KD_DEFAULTS); RAB-KD only
     reduction: int = None         # CBAM channel-MLP reduction ratio (default: the model's); attention models only
     kernel: int = None            # CBAM spatial-attention kernel size, odd (default: the model's); attention models only
     dropout: float = None         # dropout before the classifier head, 0 <= p < 1 (default: the model's, none)
@@ -222,7 +222,7 @@ _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teach
 _CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES,
                    recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES)
 
-def _named(doc): return re.sub(r'\b(DATASET|CONFIG)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
+def _named(doc): return re.sub(r'\b(DATASET|CONFIG|MATCH)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
 
 def run_parser(prog='hark-run',  # the command's name in usage and errors
               ) -> OneLineParser:
