@@ -14,8 +14,8 @@ from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, fo
 
 # %% auto #0
 __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
-           'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table', 'report_data',
-           'report_text', 'folds_text', 'few_units_note']
+           'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table',
+           'selection_check', 'selection_text', 'report_data', 'report_text', 'folds_text', 'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean,       # a mean (a fraction, by default)
@@ -238,6 +238,31 @@ def md_table(df: pd.DataFrame,  # the table
     "`df` as a GitHub-flavoured markdown table (pandas' `to_markdown`)."
     return df.astype(object).map(_md_cell).to_markdown(index=index, disable_numparse=True)
 
+# %% ../nbs/35_report.ipynb #3cfadd57
+def selection_check(res: pd.DataFrame,  # results rows (results.csv) with `valid_f1` and `f1_macro`
+                    dataset=None,       # the dataset (default: the only one in `res`)
+                   ) -> dict:
+    "How validation macro F1 tracks test macro F1 over the rows: Pearson r and Spearman rho (with p), over all rows and within configurations."
+    from scipy import stats
+    rows = res if dataset is None else res[res['dataset'] == dataset]
+    rows = rows.dropna(subset=[c for c in ('valid_f1', 'f1_macro') if c in rows]) if 'valid_f1' in rows else rows.iloc[:0]
+    out = dict(rows=len(rows), pearson=np.nan, pearson_p=np.nan, spearman=np.nan, spearman_p=np.nan, within_pearson=np.nan)
+    if len(rows) < 3 or rows['valid_f1'].nunique() < 2 or rows['f1_macro'].nunique() < 2: return out   # no correlation to speak of
+    v, t = rows['valid_f1'].astype(float), rows['f1_macro'].astype(float)
+    out.update(pearson=float(stats.pearsonr(v, t)[0]), pearson_p=float(stats.pearsonr(v, t)[1]),
+               spearman=float(stats.spearmanr(v, t)[0]), spearman_p=float(stats.spearmanr(v, t)[1]))
+    dv, dt = v - v.groupby(rows['config']).transform('mean'), t - t.groupby(rows['config']).transform('mean')
+    if dv.abs().sum() > 0 and dt.abs().sum() > 0: out['within_pearson'] = float(stats.pearsonr(dv, dt)[0])
+    return out
+
+def selection_text(s: dict  # `selection_check` output
+                  ) -> str:
+    "One markdown paragraph saying how validation F1 tracks test F1."
+    if np.isnan(s['pearson']): return f"Validation and test macro F1 cannot be correlated over {s['rows']} row(s)."
+    within = '' if np.isnan(s['within_pearson']) else f"; within configurations r = {s['within_pearson']:.2f}"
+    return (f"Model selection: over {s['rows']} rows, validation macro F1 tracks test macro F1 at Pearson r = {s['pearson']:.2f} "
+            f"(p = {s['pearson_p']:.2g}), Spearman rho = {s['spearman']:.2f}{within}.")
+
 # %% ../nbs/35_report.ipynb #5a7e0013
 def report_data(run_dir,        # run folder holding results.csv (written by hark-run)
                 baseline=None,  # one baseline for every other configuration; None: each over its own (`BASELINES`)
@@ -254,7 +279,7 @@ def report_data(run_dir,        # run folder holding results.csv (written by har
     configs = [c for c in ci.index if c != baseline]
     pairs = BASELINES if baseline is None else [(c, baseline) for c in configs]
     return dict(res=res, table=table, intervals=ci, gains=paired_gains(res, baseline, configs, dataset),
-                stats=gain_stats(res, pairs, dataset=dataset))
+                stats=gain_stats(res, pairs, dataset=dataset), selection=selection_check(res, dataset))
 
 def report_text(run_dir,         # run folder holding results.csv (written by `hark-run --out DIR`)
                 baseline=None,   # compare every other configuration with this one (default: each with its own, see BASELINES)
@@ -268,8 +293,9 @@ def report_text(run_dir,         # run folder holding results.csv (written by `h
         rec = lambda df: _json.loads(df.to_json(orient='records'))
         folds = {} if d['intervals']['folds'].max() == 0 else dict(folds=rec(fold_subjects(d['res'], dataset).reset_index()))
         return _json.dumps(dict(run_dir=str(run_dir), dataset=ds, baseline=baseline, protocol=protocol_note(d['res'], dataset),
-                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']), **folds))
-    return (f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n"
+                                configs=rec(d['intervals'].reset_index()), gains=rec(d['stats']),
+                                selection={k: None if isinstance(v, float) and np.isnan(v) else v for k, v in d['selection'].items()}, **folds))
+    return (f"# {ds}: {run_dir}\n\n{protocol_note(d['res'], dataset)}\n\n{md_table(d['table'])}\n\n{selection_text(d['selection'])}\n\n"
             f"## Paired gains in macro F1 points (95% bootstrap interval, Wilcoxon signed-rank p)\n\n{md_table(d['gains'])}"
             + few_units_note(d['stats']['units'].min())
             + ('' if d['intervals']['folds'].max() == 0 else folds_text(d['res'], dataset)))   # a run with folds: which folds (subjects) are hard
