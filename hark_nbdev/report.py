@@ -15,7 +15,8 @@ from .results import summarize, mean_ci, unit_rows, f1_intervals, fold_table, fo
 # %% auto #0
 __all__ = ['UNIT', 'ORDER', 'BASELINES', 'PAPER_DATASET', 'pm', 'result_table', 'protocol_note', 'check_targets', 'paired_units',
            'paired_stats', 'gain_stats', 'paired_gains', 'authors_figures', 'versus_authors', 'md_table',
-           'selection_check', 'selection_text', 'report_data', 'report_text', 'folds_text', 'few_units_note']
+           'selection_check', 'selection_text', 'compare_runs', 'report_data', 'report_text', 'folds_text',
+           'few_units_note']
 
 # %% ../nbs/35_report.ipynb #2294e072
 def pm(mean,       # a mean (a fraction, by default)
@@ -262,6 +263,41 @@ def selection_text(s: dict  # `selection_check` output
     within = '' if np.isnan(s['within_pearson']) else f"; within configurations r = {s['within_pearson']:.2f}"
     return (f"Model selection: over {s['rows']} rows, validation macro F1 tracks test macro F1 at Pearson r = {s['pearson']:.2f} "
             f"(p = {s['pearson_p']:.2g}), Spearman rho = {s['spearman']:.2f}{within}.")
+
+# %% ../nbs/35_report.ipynb #c2e23864
+def _run_rows(label, run_dir):
+    "The rows of a run folder with the configuration tagged by the run's label (None if the folder has no results.csv)."
+    if not (Path(run_dir)/'results.csv').exists(): return None
+    r = ResultsStore(run_dir).df
+    return r.assign(run=label, config=[f'{c} @ {label}' for c in r['config']])
+
+def compare_runs(runs: dict,      # label -> run folder, each written by `hark-run` (missing folders are skipped)
+                 reference: str,  # the label whose rows every other run is paired with
+                 configs=None,    # configurations to compare (default: all the runs hold, in `CONFIGS` order)
+                 dataset=None,    # the dataset (default: the only one)
+                 **kw,            # `paired_stats` options: confidence, n_resamples, seed
+                ) -> pd.DataFrame:
+    "Per run and configuration: units, validation and test macro F1 (points), mean kept epoch, fewest predicted classes, and the paired gains over the `reference` run."
+    found = {k: r for k, d in runs.items() if (r := _run_rows(k, d)) is not None}
+    if reference not in found: raise ValueError(f"the reference run {reference!r} ({runs.get(reference)}) has no results.csv")
+    rows = pd.concat(found.values(), ignore_index=True)
+    base = rows['config'].str.rsplit(' @ ', n=1).str[0]
+    configs = [c for c in CONFIGS if c in set(base)] if configs is None else list(configs)
+    out = []
+    for label in found:
+        for c in configs:
+            g = unit_rows(rows[rows['config'] == f'{c} @ {label}'], dataset) if (rows['config'] == f'{c} @ {label}').any() else None
+            if g is None: continue
+            rec = dict(run=label, config=c, units=len(g), valid_f1=100 * g['valid_f1'].mean(), valid_std=100 * g['valid_f1'].std(),
+                       test_f1=100 * g['f1_macro'].mean(), test_std=100 * g['f1_macro'].std(),
+                       best_epoch=g['best_epoch'].mean() if 'best_epoch' in g else np.nan,
+                       min_pred_classes=g['pred_classes'].min() if 'pred_classes' in g else np.nan)
+            for m, name in (('valid_f1', 'valid'), ('f1_macro', 'test')):
+                if label == reference or f'{c} @ {reference}' not in set(rows['config']): continue
+                st = gain_stats(rows, [(f'{c} @ {label}', f'{c} @ {reference}')], m, dataset, **kw).iloc[0]
+                rec.update({f'{name}_gain': st['gain'], f'{name}_ci_low': st['ci_low'], f'{name}_ci_high': st['ci_high']})
+            out.append(rec)
+    return pd.DataFrame(out)
 
 # %% ../nbs/35_report.ipynb #5a7e0013
 def report_data(run_dir,        # run folder holding results.csv (written by hark-run)
