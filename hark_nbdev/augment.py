@@ -32,8 +32,17 @@ def triads(channels: list, # channel names, e.g. ['body_acc_x', 'body_acc_y', 'b
 # %% ../nbs/07_augment.ipynb #a0000007
 def random_rotations(n: int, # number of matrices
                      generator: torch.Generator = None, # random source (default: torch's global one)
+                     max_angle: float = None, # the largest angle in degrees, 0 < max_angle <= 180; None: uniform (Haar) over SO(3)
                     ) -> Tensor:
-    "`n` rotation matrices `(n, 3, 3)` drawn uniformly (Haar) over SO(3)."
+    "`n` rotation matrices `(n, 3, 3)`: uniform (Haar) over SO(3), or about uniformly random axes by angles uniform in `[0, max_angle]` degrees."
+    if max_angle is not None:
+        if not 0 < max_angle <= 180: raise ValueError(f"max_angle must be in (0, 180] degrees, or None; got {max_angle!r}")
+        axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=1)
+        a = (torch.rand(n, generator=generator) * np.deg2rad(max_angle)).view(n, 1, 1)
+        k = torch.zeros(n, 3, 3)
+        k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+        k = k - k.transpose(1, 2)                                          # the cross-product matrix of each axis
+        return torch.eye(3) + torch.sin(a) * k + (1 - torch.cos(a)) * (k @ k)
     q, r = torch.linalg.qr(torch.randn(n, 3, 3, generator=generator))
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)   # uniform over O(3)
     q[torch.det(q) < 0, :, 0] *= -1                                       # into SO(3)
@@ -61,6 +70,7 @@ class Augment(Callback):
                  sigma: float = 0.05, # jitter: noise std in z-score units
                  scale: float = 0.1, # scale: std of the per-triad factor around 1
                  max_shift: float = 0.1, # shift: the largest time shift as a fraction of the window
+                 max_angle: float = 15., # rotate: the largest rotation angle in degrees (None: uniform over SO(3), see `random_rotations`)
                  seed: int = None, # seed of the augmentation's own random source (default: torch's global one)
                 ):
         self.ops, self.triads, self.n = check_augment(ops), triads(list(channels)), len(channels)
@@ -71,7 +81,8 @@ class Augment(Callback):
             raise ValueError(f"rotate and scale act on sensor triads, but the channels {list(channels)[:6]}... have no (x, y, z) names")
         self.mean = torch.as_tensor(np.zeros(self.n) if mean is None else mean, dtype=torch.float32)
         self.std = torch.as_tensor(np.ones(self.n) if std is None else std, dtype=torch.float32)
-        self.sigma, self.scale, self.max_shift = sigma, scale, max_shift
+        if max_angle is not None and not 0 < max_angle <= 180: raise ValueError(f"Augment: max_angle must be in (0, 180] degrees, or None; got {max_angle!r}")
+        self.sigma, self.scale, self.max_shift, self.max_angle = sigma, scale, max_shift, max_angle
         self.gen = None if seed is None else torch.Generator().manual_seed(seed)
 
     def before_batch(self):
@@ -96,7 +107,7 @@ def _physical(self: Augment, x):
     b, idx = len(x), torch.tensor(self.triads)                       # (K, 3)
     raw = x[:, 0] * self.std + self.mean                             # (B, T, C)
     v = raw[:, :, idx]                                               # (B, T, K, 3)
-    if 'rotate' in self.ops: v = torch.einsum('bij,btkj->btki', random_rotations(b, self.gen), v)   # one rotation per window
+    if 'rotate' in self.ops: v = torch.einsum('bij,btkj->btki', random_rotations(b, self.gen, self.max_angle), v)   # one rotation per window
     if 'scale' in self.ops: v = v * (1 + self.scale * torch.randn(b, 1, len(idx), 1, generator=self.gen))
     raw[:, :, idx] = v
     return ((raw - self.mean) / self.std).unsqueeze(1)
