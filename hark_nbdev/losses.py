@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['CHANNEL_MATCHES', 'kd_loss', 'match_channels', 'at_normalize', 'pool_matrix', 'channel_adapter',
+__all__ = ['CHANNEL_MATCHES', 'kd_loss', 'match_channels', 'at_normalize', 'at_distance', 'pool_matrix', 'channel_adapter',
            'channel_attention_loss', 'spatial_attention_loss', 'common_sites', 'attention_loss', 'loss_terms',
            'combine_terms', 'distillation_loss']
 
@@ -73,6 +73,12 @@ def at_normalize(m: Tensor  # maps (B, ...): one map per window
     "Each window's map flattened and L2-normalised, (B, N): attention transfer's normalisation (a zero map stays zero)."
     return F.normalize(m.flatten(1), dim=1)
 
+def at_distance(s: Tensor,  # student maps (B, ...)
+                t: Tensor   # teacher maps with as many entries per window
+               ) -> Tensor:
+    "Squared distance between each window's L2-normalised student and teacher maps, averaged over the windows (attention transfer)."
+    return (at_normalize(s) - at_normalize(t)).pow(2).sum(1).mean()
+
 def pool_matrix(c: int,  # teacher channels
                 n: int   # student channels, 1 <= n <= c
                ) -> Tensor:
@@ -94,13 +100,13 @@ def channel_attention_loss(s: Tensor,          # student channel map (B, c, 1, 1
                            match: str = 'avg', # how the teacher's channels meet the student's (see `match_channels`)
                            adapter=None        # for match='learned': the trained map from C teacher to c student channels
                           ) -> Tensor:
-    "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's brought to the student's channels by `match` (for 'at', of the L2-normalised maps)."
+    "L_CA: mean squared difference of channel maps (B, C, 1, 1), the teacher's brought to the student's channels by `match` (for 'at', `at_distance`)."
     _check_channel_map(s, 'student'); _check_channel_map(t, 'teacher'); _check_match(match)
     if s.shape[0] != t.shape[0]:
         raise ValueError(f"batch sizes differ: student channel map {tuple(s.shape)}, teacher {tuple(t.shape)}")
     if match == 'sorted': s = s.sort(dim=1, descending=True).values   # sorting passes gradients back to each channel
     target = match_channels(t.detach(), s.shape[1], match, adapter)   # the adapter's weights get gradients; the teacher never does
-    if match == 'at': return F.mse_loss(at_normalize(s), at_normalize(target))
+    if match == 'at': return at_distance(s, target)
     return F.mse_loss(s.flatten(1), target.flatten(1))
 
 # %% ../nbs/20_losses.ipynb #1433ff06
@@ -108,14 +114,14 @@ def spatial_attention_loss(s: Tensor,              # student spatial map (B, 1, 
                            t: Tensor,              # teacher spatial map of the same shape
                            normalize: bool = False # compare each window's L2-normalised map (`at_normalize`, match='at')
                           ) -> Tensor:
-    "L_SA: mean squared difference of spatial maps (B, 1, H, W), which must have equal shapes (with `normalize`, of the L2-normalised maps)."
+    "L_SA: mean squared difference of spatial maps (B, 1, H, W), which must have equal shapes (with `normalize`, `at_distance`)."
     for m, who in ((s, 'student'), (t, 'teacher')):
         if m.ndim != 4 or m.shape[1] != 1:
             raise ValueError(f"{who} spatial map must have shape (B, 1, H, W); got {tuple(m.shape)}")
     if s.shape != t.shape:
         raise ValueError(f"spatial maps differ in shape: student {tuple(s.shape)}, teacher {tuple(t.shape)}; "
                          "place attention at the same conv site in student and teacher")
-    if normalize: return F.mse_loss(at_normalize(s), at_normalize(t.detach()))
+    if normalize: return at_distance(s, t.detach())
     return F.mse_loss(s, t.detach())
 
 # %% ../nbs/20_losses.ipynb #f74ae54d
