@@ -13,18 +13,23 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from .settings import SettingsError
 from .models import check_sites
 from .losses import CHANNEL_MATCHES
+from .augment import check_augment
 from .configs import CONFIGS, applies, check_config
 
 # %% auto #0
 __all__ = ['OPTIONS', 'CHECKS', 'sweepable', 'option_value', 'make_range', 'parse_item', 'parse_space', 'format_space', 'suggest']
 
 # %% ../nbs/38_space.ipynb #10d8f93b
-OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float)
+OPTIONS = dict(lr=float, alpha=float, T=float, beta=float, match=str, sites=str, reduction=int, kernel=int, dropout=float,
+               lstm_dropout=float, wd=float, clip=float, label_smoothing=float, augment=str)   # the last five: the recipe's
 def _sites_text(v): return '+'.join(check_sites(str(v).split('+')))   # canonical: sorted, checked
+def _augment_text(v): return '+'.join(check_augment(str(v))) or 'none'   # canonical: in AUGMENTS order, checked
 CHECKS = dict(lr=(lambda v: v > 0, '> 0'), alpha=(lambda v: 0 <= v <= 1, 'in [0, 1]'), T=(lambda v: v > 0, '> 0'),
               beta=(lambda v: v >= 0, '>= 0'), dropout=(lambda v: 0 <= v < 1, 'in [0, 1)'), reduction=(lambda v: v >= 1, '>= 1'),
               kernel=(lambda v: v >= 1 and v % 2 == 1, 'a positive odd int'),
-              match=(lambda v: v in CHANNEL_MATCHES, f"one of {', '.join(CHANNEL_MATCHES)}"))
+              match=(lambda v: v in CHANNEL_MATCHES, f"one of {', '.join(CHANNEL_MATCHES)}"),
+              lstm_dropout=(lambda v: 0 <= v < 1, 'in [0, 1)'), wd=(lambda v: v >= 0, '>= 0'), clip=(lambda v: v > 0, '> 0'),
+              label_smoothing=(lambda v: 0 <= v < 1, 'in [0, 1)'))
 
 def sweepable(config: str  # configuration name, e.g. 'RAB-KD'
              ) -> tuple:
@@ -43,8 +48,8 @@ def option_value(name: str,  # option name
     "`text` as a valid value of option `name` (int, float, or a checked name), else a clear error."
     _check_name(name)
     t = OPTIONS[name]
-    try: v = _sites_text(text) if name == 'sites' else t(text.strip() if isinstance(text, str) else text)
-    except ValueError as e: raise SettingsError(f"{name}={text!r}: {e if name == 'sites' else f'{name} takes {t.__name__} values'}") from None
+    try: v = {'sites': _sites_text, 'augment': _augment_text}.get(name, lambda x: t(x.strip() if isinstance(x, str) else x))(text)
+    except ValueError as e: raise SettingsError(f"{name}={text!r}: {e if name in ('sites', 'augment') else f'{name} takes {t.__name__} values'}") from None
     ok, want = CHECKS.get(name, (None, None))
     if ok and not ok(v): raise SettingsError(f"{name}={text!r}: {name} must be {want}")
     return v
