@@ -64,9 +64,12 @@ KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1, match='avg')   # chosen on HAPT va
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
-# Named training recipes: defaults for the options a run does not set. 'v1' is this package's; 'paper' the study's own.
+# Named training recipes: defaults for the options a run does not set. 'v1' is this package's, 'v2' v1 with augmentation
+# (chosen on validation in tutorials/recipe); 'paper' the study's own.
 RECIPES = {
     'v1':    dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None),
+    'v2':    dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0.,
+                  augment='jitter+scale+rotate+shift'),
     'paper': dict(init='keras', revive=False, schedule='constant', select='f1', wd=0., clip=None, label_smoothing=0., augment=None,
                   lr=1e-3, epochs=300, patience=10),
 }

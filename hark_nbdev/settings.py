@@ -26,7 +26,7 @@ CONFIG_NAMES = ('LM', 'MM', 'OM', 'OM-Att', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB
 SCHEDULE_NAMES = ('one_cycle', 'constant')                              # = configs.SCHEDULES
 SITE_NAMES = ('conv1', 'conv2', 'conv3', 'conv4')                       # = models.SITES
 MATCH_NAMES = ('avg', 'sorted', 'at', 'learned')                        # = losses.CHANNEL_MATCHES
-RECIPE_NAMES = ('v1', 'paper')                                          # = configs.RECIPES
+RECIPE_NAMES = ('v1', 'v2', 'paper')                                    # = configs.RECIPES
 INIT_NAMES = ('keras', 'torch')                                         # = models.INITS
 NORM_NAMES = ('batch',)                                                 # = models.NORMS without None
 SELECT_NAMES = ('f1', 'loss', 'last')                                   # = configs.SELECTS
@@ -61,7 +61,7 @@ class RunSettings:
     kernel: int = None            # CBAM spatial-attention kernel size, odd (default: the model's); attention models only
     dropout: float = None         # dropout before the classifier head, 0 <= p < 1 (default: the model's, none)
     folds: str = None             # subject-wise cross-validation: K >= 2 (K-fold) or 'loso' (leave one subject out); default: the protocol's fixed split
-    recipe: str = None            # named defaults of the training recipe: 'v1' (default) or the study's 'paper' (see configs.RECIPES)
+    recipe: str = None            # named defaults of the training recipe: 'v1' (default), 'v2' (v1 with augmentation) or the study's 'paper' (see configs.RECIPES)
     init: str = None              # initial weights: 'keras' or 'torch' (default: the recipe's, keras)
     revive: bool = None           # flip dead conv filters alive on training windows before training (default: the recipe's)
     norm: str = None              # 'batch': BatchNorm after each conv (default: none)
