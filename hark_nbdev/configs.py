@@ -60,7 +60,7 @@ TEACHER_OF = {k: r.teacher for k, r in CONFIGS.items()}
 TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the configurations that teach: OM, OM-Att
 
 # %% ../nbs/31_configs.ipynb #b996c3e5
-KD_DEFAULTS = dict(alpha=0.5, T=1., beta=0.1, match='avg')   # chosen on HAPT validation macro F1, see "Choosing alpha, T and beta" below
+KD_DEFAULTS = dict(alpha=0.5, T=4.0, beta=0.1, match='avg')   # chosen on hapt validation macro F1, see tutorials/recipe (runs/sweep-hapt-RB-KD-T, runs/sweep-hapt-RAB-KD-match)
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
