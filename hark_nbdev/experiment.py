@@ -52,7 +52,8 @@ class Runner:
                  evaluate_fn=evaluate,            # evaluate_fn(model, data) -> test metrics
                  profile_fn=profile_model,        # profile_fn(model, window, n_channels) -> cost
                  model_fn=_untrained,             # model_fn(name, data, seed, **model options) -> an untrained model to load weights into
-                 fold:int=None):                  # the fold `data` is, in a run with `settings.folds` (None: the fixed split)
+                 fold:int=None,                   # the fold `data` is, in a run with `settings.folds` (None: the fixed split)
+                 rewrite_legacy:bool=True):       # rewrite this folder's teachers saved before checkpoint formats in the current one (hark-sweep: no)
         store_attr(); self.teachers = {}  # (name, seed) -> (model, info), of this fold: each fold trains its own teachers
         self.s = run_settings(settings)
         self.dataset, self.protocol = self.s.dataset, self.s.protocol
@@ -125,7 +126,7 @@ class Runner:
             meta = load_weights(model, w, legacy=True)   # teachers saved before checkpoint formats still resume
             check_teacher_data(meta, self.data, w)
             info = meta['info']
-            if own and meta['format'] != FORMAT: self.save(name, seed, model, info)   # and are rewritten in the current format (never in `teachers`)
+            if own and self.rewrite_legacy and meta['format'] != FORMAT: self.save(name, seed, model, info)   # and are rewritten in the current format (never in `teachers`)
         else:
             model, info = self.train(name, seed)
             self.save(name, seed, model, info)

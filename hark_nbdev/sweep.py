@@ -94,10 +94,11 @@ def fold_runners(settings: RunSettings,  # the teachers' run: dataset, path, pro
                 ) -> list:
     "A `Runner` per fold a trial trains on: one on the fixed split, or one per subject-wise fold of `settings.folds`."
     s, train = settings, partial(train_config, quiet=True)
-    if s.folds is None: return [Runner(data_fn(s.dataset, path=s.path, protocol=s.protocol), store, s, train_fn=train)]
+    # teachers already in the folder are read as they are: a sweep never rewrites a run's (committed) checkpoints
+    if s.folds is None: return [Runner(data_fn(s.dataset, path=s.path, protocol=s.protocol), store, s, train_fn=train, rewrite_legacy=False)]
     first = data_fn(s.dataset, path=s.path, protocol=s.protocol, folds=s.folds, fold=0)     # it says how many folds there are
     data = [first] + [data_fn(s.dataset, path=s.path, protocol=s.protocol, folds=s.folds, fold=f) for f in range(1, first.protocol['n_folds'])]
-    return [Runner(d, store, s, train_fn=train, fold=f) for f, d in enumerate(data)]
+    return [Runner(d, store, s, train_fn=train, fold=f, rewrite_legacy=False) for f, d in enumerate(data)]
 
 def make_objective(runners: list,  # a `Runner` per fold (`fold_runners`): data, teachers and run settings
                    config: str,    # the configuration every trial trains
