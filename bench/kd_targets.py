@@ -95,8 +95,7 @@ def main(path: str = None,                                   # the hapt folder (
             logits, maps = teacher_outputs(teacher, data.dls.train, mods)
             b['softness'] += [dict(teacher=t, seed=s, **r) for r in softness(logits)]
             if mods:
-                (channel, spatial), = [maps[k] for k in ('conv4',)]
-                b['maps'][s] = map_targets(channel, spatial)
+                b['maps'][s] = map_targets(*maps['conv4'])
             print(t, s, flush=True)
     (out/'kd_targets.json').write_text(json.dumps(b, indent=1, default=str))
     (out/'REPORT.md').write_text(report(b))

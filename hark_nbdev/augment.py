@@ -30,13 +30,17 @@ def triads(channels: list, # channel names, e.g. ['body_acc_x', 'body_acc_y', 'b
     return found
 
 # %% ../nbs/07_augment.ipynb #a0000007
+def _check_angle(max_angle):
+    "`max_angle` if it is None or in (0, 180] degrees, else a clear error."
+    if max_angle is not None and not 0 < max_angle <= 180: raise ValueError(f"max_angle must be in (0, 180] degrees, or None; got {max_angle!r}")
+    return max_angle
+
 def random_rotations(n: int, # number of matrices
                      generator: torch.Generator = None, # random source (default: torch's global one)
                      max_angle: float = None, # the largest angle in degrees, 0 < max_angle <= 180; None: uniform (Haar) over SO(3)
                     ) -> Tensor:
     "`n` rotation matrices `(n, 3, 3)`: uniform (Haar) over SO(3), or about uniformly random axes by angles uniform in `[0, max_angle]` degrees."
-    if max_angle is not None:
-        if not 0 < max_angle <= 180: raise ValueError(f"max_angle must be in (0, 180] degrees, or None; got {max_angle!r}")
+    if _check_angle(max_angle) is not None:
         axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=generator), dim=1)
         a = (torch.rand(n, generator=generator) * np.deg2rad(max_angle)).view(n, 1, 1)
         k = torch.zeros(n, 3, 3)
@@ -81,8 +85,7 @@ class Augment(Callback):
             raise ValueError(f"rotate and scale act on sensor triads, but the channels {list(channels)[:6]}... have no (x, y, z) names")
         self.mean = torch.as_tensor(np.zeros(self.n) if mean is None else mean, dtype=torch.float32)
         self.std = torch.as_tensor(np.ones(self.n) if std is None else std, dtype=torch.float32)
-        if max_angle is not None and not 0 < max_angle <= 180: raise ValueError(f"Augment: max_angle must be in (0, 180] degrees, or None; got {max_angle!r}")
-        self.sigma, self.scale, self.max_shift, self.max_angle = sigma, scale, max_shift, max_angle
+        self.sigma, self.scale, self.max_shift, self.max_angle = sigma, scale, max_shift, _check_angle(max_angle)
         self.gen = None if seed is None else torch.Generator().manual_seed(seed)
 
     def before_batch(self):

@@ -66,10 +66,10 @@ SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, ep
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
 # Named training recipes: defaults for the options a run does not set. 'v1' is this package's, 'v2' v1 with augmentation
 # (chosen on validation in tutorials/recipe); 'paper' the study's own.
+_V1 = dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None)
 RECIPES = {
-    'v1':    dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None),
-    'v2':    dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0.,
-                  augment='jitter+scale+rotate+shift'),
+    'v1':    _V1,
+    'v2':    {**_V1, 'augment': 'jitter+scale+rotate+shift'},
     'paper': dict(init='keras', revive=False, schedule='constant', select='f1', wd=0., clip=None, label_smoothing=0., augment=None,
                   lr=1e-3, epochs=300, patience=10),
 }

@@ -294,16 +294,9 @@ class DistillationCallback(Callback):
                    loss_ca=m.get('ca', math.nan), loss_sa=m.get('sa', math.nan))
         att = [rec[k] for k in ('loss_ca', 'loss_sa') if not math.isnan(rec[k])]
         rec['loss_att'] = sum(att[1:], att[0]) if att else math.nan      # a site may have one kind of map only
-        rec['att_share'] = self._att_share(rec)
+        # the attention term's share of the epoch's mean training loss (the total is linear in the terms' means)
+        rec['att_share'] = self.beta * rec['loss_att'] / combine_terms(m, self.alpha, self.beta) if att else math.nan
         self.history.append(rec); self.last = rec
-
-    def _att_share(self, rec):
-        "The attention term's share `beta*L_att / L` of the epoch's mean training loss (NaN without attention term)."
-        if math.isnan(rec['loss_att']): return math.nan
-        kd = 0. if math.isnan(rec['loss_kd']) else (1 - self.alpha) * rec['loss_kd']
-        att = self.beta * rec['loss_att']
-        total = (self.alpha if self.alpha < 1 else 1.) * rec['loss_ce'] + kd + att
-        return att / total if total > 0 else math.nan
 
     def after_fit(self):
         "Remove the Recorder columns, the hooks and the adapters from the optimiser, and drop the last batch's tensors (runs after a cancelled fit too)."

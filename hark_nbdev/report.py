@@ -246,12 +246,12 @@ def selection_check(res: pd.DataFrame,  # results rows (results.csv) with `valid
     "How validation macro F1 tracks test macro F1 over the rows: Pearson r and Spearman rho (with p), over all rows and within configurations."
     from scipy import stats
     rows = res if dataset is None else res[res['dataset'] == dataset]
-    rows = rows.dropna(subset=[c for c in ('valid_f1', 'f1_macro') if c in rows]) if 'valid_f1' in rows else rows.iloc[:0]
+    rows = rows.dropna(subset=['valid_f1', 'f1_macro']) if 'valid_f1' in rows else rows.iloc[:0]
     out = dict(rows=len(rows), pearson=np.nan, pearson_p=np.nan, spearman=np.nan, spearman_p=np.nan, within_pearson=np.nan)
     if len(rows) < 3 or rows['valid_f1'].nunique() < 2 or rows['f1_macro'].nunique() < 2: return out   # no correlation to speak of
     v, t = rows['valid_f1'].astype(float), rows['f1_macro'].astype(float)
-    out.update(pearson=float(stats.pearsonr(v, t)[0]), pearson_p=float(stats.pearsonr(v, t)[1]),
-               spearman=float(stats.spearmanr(v, t)[0]), spearman_p=float(stats.spearmanr(v, t)[1]))
+    (r, p), (rho, p_rho) = stats.pearsonr(v, t), stats.spearmanr(v, t)
+    out.update(pearson=float(r), pearson_p=float(p), spearman=float(rho), spearman_p=float(p_rho))
     dv, dt = v - v.groupby(rows['config']).transform('mean'), t - t.groupby(rows['config']).transform('mean')
     if dv.abs().sum() > 0 and dt.abs().sum() > 0: out['within_pearson'] = float(stats.pearsonr(dv, dt)[0])
     return out
@@ -292,8 +292,8 @@ def compare_runs(runs: dict,      # label -> run folder, each written by `hark-r
                        test_f1=100 * g['f1_macro'].mean(), test_std=100 * g['f1_macro'].std(),
                        best_epoch=g['best_epoch'].mean() if 'best_epoch' in g else np.nan,
                        min_pred_classes=g['pred_classes'].min() if 'pred_classes' in g else np.nan)
-            for m, name in (('valid_f1', 'valid'), ('f1_macro', 'test')):
-                if label == reference or f'{c} @ {reference}' not in set(rows['config']): continue
+            paired = label != reference and f'{c} @ {reference}' in set(rows['config'])
+            for m, name in (('valid_f1', 'valid'), ('f1_macro', 'test')) if paired else ():
                 st = gain_stats(rows, [(f'{c} @ {label}', f'{c} @ {reference}')], m, dataset, **kw).iloc[0]
                 rec.update({f'{name}_gain': st['gain'], f'{name}_ci_low': st['ci_low'], f'{name}_ci_high': st['ci_high']})
             out.append(rec)
