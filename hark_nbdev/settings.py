@@ -72,6 +72,7 @@ class RunSettings:
     augment: tuple = None         # training-batch augmentations jitter, scale, rotate, shift joined by '+' (default: the recipe's, none)
     select: str = None            # the weights kept: best validation 'f1', lowest validation 'loss' or the 'last' epoch (default: the recipe's, f1)
     refit: bool = None            # also retrain on training + validation subjects for the chosen budget and record its test scores (refit_*)
+    workers: int = 1              # training processes at once, each with cores // workers torch threads (2 on 2 cores: the students barely use a second thread)
 
     def __post_init__(self):
         for f in fields(self): object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
@@ -165,7 +166,7 @@ _CHECKS = dict(
     lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
     label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
     augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
-    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool, folds=_folds)
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool, folds=_folds, workers=lambda n, v: _int(n, v, none=False))
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
@@ -218,7 +219,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teacher_seeds=int, reduction=int, kernel=int,
                   lr=float, alpha=float, T=float, beta=float, dropout=float,
-                  lstm_dropout=float, wd=float, clip=float, label_smoothing=float)
+                  lstm_dropout=float, wd=float, clip=float, label_smoothing=float, workers=int)
 _CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES,
                    recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES)
 

@@ -6,8 +6,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/sweep.html.md"""
 
 # %% ../nbs/40_sweep.ipynb #87ceb6fc
 from __future__ import annotations
-import fcntl, json, math, shlex, warnings
-from contextlib import contextmanager
+import json, math, shlex, warnings
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,23 +63,13 @@ def sweep_settings(dataset: str,  # dataset of the sweep
     s['sites'] = s['sites'] and list(check_sites(s['sites']))
     return s
 
-@contextmanager
-def _file_lock(path):
-    "Hold an exclusive lock on `path` (created), so processes on this machine take turns."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
 def teacher_for(runner: Runner,  # the runner of the fold (its folder holds the teachers)
                 config: str,     # the student's configuration
                 seed: int):      # the student's seed
-    "The trained teacher model of `config` for students of `seed` (loaded from, or trained once into, the runner's folder), or None."
+    "The trained teacher model of `config` for students of `seed` (loaded from, or trained once into, the runner's folder; parallel workers take turns on its lock), or None."
     name = TEACHER_OF[config]
     if not name: return None
-    k = runner.teacher_seed(seed)
-    with _file_lock(runner.model_file(name, k).with_suffix('.lock')): return runner.trained_teacher(name, k)[0]
+    return runner.trained_teacher(name, runner.teacher_seed(seed))[0]
 
 # %% ../nbs/40_sweep.ipynb #403c52c5
 def train_options(params: dict  # a trial's options, {name: value}
