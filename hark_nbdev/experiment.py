@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr
 from fastprogress.fastprogress import master_bar
+from fastai.callback.core import Callback
 from .datasets import get_data
 from .profile import profile_model
 from .data import format_report
@@ -335,6 +336,18 @@ def architecture_costs(s:RunSettings,  # the run's settings (model options)
     models = [get_model(CONFIGS[c].model, data.n_channels, data.n_classes, data.window, **r.model_opts(c)) for c in configs]
     return {_arch_key(m): profile_model(m, data.window, data.n_channels) for m in models}
 
+class _EpochNews(Callback):
+    "Sends each finished epoch of a worker's fit (its unit, epoch, validation F1) to the parent process, which prints it."
+    order = 90   # after the Recorder has the epoch's values
+    def __init__(self, q, unit): self.q, self.unit = q, unit
+    def after_epoch(self):
+        vals = dict(zip(self.recorder.metric_names[1:-1], self.recorder.values[-1])) if self.recorder.values else {}
+        self.q.put(('epoch', (self.unit, self.epoch + 1, self.n_epoch, vals.get('f1_score')), None))
+
+def _epoch_line(unit, epoch, n_epoch, f1) -> str:
+    c, k, f = unit
+    return f"  {c} seed {k}" + ('' if f is None else f" fold {f}") + f": epoch {epoch}/{n_epoch}" + ('' if f1 is None else f", valid F1 {100*f1:.2f}")
+
 class _RowSink:
     "A worker's results store: the run folder, and `add`, which sends each row to the parent process (the folder's one writer)."
     def __init__(self, out, q): self.out, self.q = Path(out), q
@@ -343,11 +356,12 @@ class _RowSink:
 def _work(s, data_fn, hooks, threads, units, results):
     "A worker process: `threads` torch threads; trains the units it takes from `units` (None: stop), a `Runner` per fold; rows, then 'done' (or its error), go to `results`."
     torch.set_num_threads(threads)
-    runner, sink = None, _RowSink(s.out, results)
+    runner, sink, news = None, _RowSink(s.out, results), 'train_fn' not in hooks   # the package's training takes callbacks
     try:
         while (u := units.get()) is not None:
             c, k, f = u
             if runner is None or runner.fold != f: runner = Runner(_fold_data(data_fn, s, f), sink, s, fold=f, **hooks)
+            if news: runner.train_fn = partial(train_config, quiet=True, cbs=[_EpochNews(results, u)])   # quiet: no tables from several processes at once
             runner.run(c, k)
     except KeyboardInterrupt: return   # Ctrl-C reaches every process; the parent reports it
     except BaseException as e:
@@ -366,7 +380,6 @@ def train_parallel(s:RunSettings,  # the run's settings; `s.workers` processes
     "Train `todo` in `s.workers` spawned processes of `cores // workers` threads each: teachers are trained once (a file lock), each row is written as it arrives."
     threads = max(1, (os.cpu_count() or 1) // s.workers)
     hooks = dict(hooks or {})
-    hooks.setdefault('train_fn', partial(train_config, quiet=True))   # no epoch tables from several processes at once
     # measured here, before the workers start: a latency timed beside a training would measure the contention
     if 'profile_fn' not in hooks: hooks['profile_fn'] = _KnownCosts(architecture_costs(s, data, dict.fromkeys(u[0] for u in todo)))
     ctx = multiprocessing.get_context('spawn')   # fresh interpreters: no forked OpenMP threads
@@ -384,7 +397,8 @@ def train_parallel(s:RunSettings,  # the run's settings; `s.workers` processes
                 dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
                 if dead: raise RuntimeError(f"a worker process died (exit code {dead[0]}; its message, if any, is above): {n} of {len(todo)} rows written, run again to resume")
                 continue
-            if kind == 'row':
+            if kind == 'epoch': print(_epoch_line(*obj), flush=True)
+            elif kind == 'row':
                 store.add(obj); n += 1
                 print(f"[{n}/{len(todo)}] {_row_line(obj)}", flush=True)
             elif kind == 'error':
