@@ -245,10 +245,16 @@ def check_resume(store:ResultsStore,   # the run folder's results
     old = _last_record(store.out, s.dataset, 'settings')
     if old is None: raise DataError(f"{store.path} holds {s.dataset} rows but {store.out/'run.json'} has no settings for them: use another --out folder")
     new = s.to_dict()
-    diff = [k for k in RESUME_KEYS if old.get(k) != new[k]]
+    diff = [k for k in RESUME_KEYS if k != 'recipe' and old.get(k) != new[k]]   # the recipe is compared by name, below
     if diff:
         raise DataError(f"{store.out} holds {s.dataset} rows made with {', '.join(f'{k}={old.get(k)!r}' for k in diff)}; this run asks for "
                         f"{', '.join(f'{k}={new[k]!r}' for k in diff)}: use another --out folder, or the same settings to resume")
+    # recipe None means the default of the package that ran; the rows name it
+    had = sorted(set(rows['recipe'].dropna())) if 'recipe' in rows else []
+    was, now = old.get('recipe') or (had[0] if len(had) == 1 else None), s.recipe or DEFAULT_RECIPE
+    if was is not None and was != now:
+        raise DataError(f"{store.out} holds {s.dataset} rows trained with recipe {was}; this run's recipe is {now}"
+                        + ('' if s.recipe else ' (the default)') + f": pass --recipe {was} to resume, or use another --out folder")
 
 def data_record(data,           # the run's `HARData`
                 s:RunSettings,  # the run's settings (`path` if the data do not say which folder they came from)
