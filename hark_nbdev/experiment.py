@@ -7,7 +7,7 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/experiment.html.md"""
 # %% auto #0
 __all__ = ['MODEL_OPTIONS', 'TRAIN_OPTIONS', 'RESUME_KEYS', 'run_settings', 'file_lock', 'Runner', 'check_teacher_data',
            'check_resume', 'data_record', 'check_data', 'summary_line', 'plan', 'parallel_order', 'architecture_costs',
-           'train_parallel', 'run_experiment']
+           'worker_threads', 'train_parallel', 'run_experiment']
 
 # %% ../nbs/34_experiment.ipynb #2a629bfb
 import fcntl, multiprocessing, os, queue, sys, traceback, warnings
@@ -296,10 +296,11 @@ def plan(s:RunSettings,  # the run's settings
     return [(c, k, f) for f in (range(n_folds) if n_folds else [None]) for k in s.seeds for c in s.configs
             if not (s.teacher_seeds and c in TEACHERS and k >= s.teacher_seeds)]
 
+def _unit_label(c, k, f) -> str: return f"{c} seed {k}" + ('' if f is None else f" fold {f}")
+
 def _row_line(row) -> str:
     "The line printed when a results row is written."
-    f = row.get('fold')
-    msg = (f"{row['config']} seed {row['seed']}" + ('' if f is None or f != f else f" fold {int(f)}")
+    msg = (_unit_label(row['config'], row['seed'], row.get('fold'))
            + f": F1 {100*row['f1_macro']:.2f}, accuracy {100*row['accuracy']:.2f}, {row['epochs']} epochs")
     if row.get('pred_classes') == 1: msg += ', predicts ONE class for every test window (a collapsed training?)'
     return msg
@@ -351,8 +352,12 @@ class _EpochNews(Callback):
         self.q.put(('epoch', (self.unit, self.epoch + 1, self.n_epoch, vals.get('f1_score')), None))
 
 def _epoch_line(unit, epoch, n_epoch, f1) -> str:
-    c, k, f = unit
-    return f"  {c} seed {k}" + ('' if f is None else f" fold {f}") + f": epoch {epoch}/{n_epoch}" + ('' if f1 is None else f", valid F1 {100*f1:.2f}")
+    return f"  {_unit_label(*unit)}: epoch {epoch}/{n_epoch}" + ('' if f1 is None else f", valid F1 {100*f1:.2f}")
+
+def worker_threads(workers:int, # training processes at once
+                  ) -> int:
+    "Torch threads of each of `workers` processes: this machine's cores shared out, at least one."
+    return max(1, (os.cpu_count() or 1) // workers)
 
 class _RowSink:
     "A worker's results store: the run folder, and `add`, which sends each row to the parent process (the folder's one writer)."
@@ -384,7 +389,7 @@ def train_parallel(s:RunSettings,  # the run's settings; `s.workers` processes
                    hooks:dict=None,   # `Runner` hooks; they must pickle (module-level functions)
                   ):
     "Train `todo` in `s.workers` spawned processes of `cores // workers` threads each: teachers are trained once (a file lock), each row is written as it arrives."
-    threads = max(1, (os.cpu_count() or 1) // s.workers)
+    threads = worker_threads(s.workers)
     hooks = dict(hooks or {})
     # measured here, before the workers start: a latency timed beside a training would measure the contention
     if 'profile_fn' not in hooks: hooks['profile_fn'] = _KnownCosts(architecture_costs(s, data, dict.fromkeys(u[0] for u in todo)))
@@ -440,7 +445,7 @@ def run_experiment(settings=None,             # a `RunSettings`, or a dataset na
     rec = data_record(data, s) if data is not None else None
     if rec: check_data(store, s, rec)
     parallel = s.workers > 1 and len(todo) > 1
-    extra = dict(worker_threads=max(1, (os.cpu_count() or 1) // s.workers)) if parallel else {}
+    extra = dict(worker_threads=worker_threads(s.workers)) if parallel else {}
     log_run(s.out, dict(dataset=s.dataset, settings=s.to_dict(), data=rec, **extra))   # only now: a run that fails before this leaves no run.json
     n_before = len(store.df)
     try:
