@@ -32,10 +32,10 @@ from .distill import DistillationCallback
 from .settings import SettingsError
 
 # %% auto #0
-__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS', 'RECIPES', 'DEFAULT_RECIPE',
-           'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'check_config', 'applies', 'options_for',
-           'check_options', 'seeded_dls', 'build_learner', 'HARLearner', 'log_friendly_bars', 'history',
-           'schedule_defaults', 'train_config', 'predict', 'evaluate', 'fold_valid']
+__all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'KD_CONFIG_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS',
+           'RECIPES', 'DEFAULT_RECIPE', 'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'check_config',
+           'applies', 'options_for', 'check_options', 'kd_weights', 'seeded_dls', 'build_learner', 'HARLearner',
+           'log_friendly_bars', 'history', 'schedule_defaults', 'train_config', 'predict', 'evaluate', 'fold_valid']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the con
 
 # %% ../nbs/31_configs.ipynb #b996c3e5
 KD_DEFAULTS = dict(alpha=0.5, T=4.0, beta=0.1, match='avg')   # chosen on hapt validation macro F1, see tutorials/recipe (runs/sweep-hapt-RB-KD-T, runs/sweep-hapt-RAB-KD-match)
+KD_CONFIG_DEFAULTS = {}   # per-configuration weights that differ from KD_DEFAULTS (see `kd_weights`)
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
@@ -143,6 +144,20 @@ def check_options(configs,    # names of CONFIGS: the configurations of a run
             raise SettingsError(f"{k}={v!r} applies to none of the configurations {', '.join(configs)}; "
                                 f"it changes only {', '.join(c for c in CONFIGS if applies(c, k))}")
 
+# %% ../nbs/31_configs.ipynb #1256b562
+def kd_weights(config:str,        # a distilled configuration of CONFIGS (RB-KD, RB-KD-Att, RAB-KD)
+               alpha:float=None,  # response-KD weight (None: the default)
+               T:float=None,      # distillation temperature (None: the default)
+               beta:float=None,   # attention-map weight (None: the default; 0 where no maps are distilled)
+               match:str=None,    # channel matching of attention maps (None: the default)
+              ) -> dict:
+    "`dict(alpha, T, beta, match)` for `config`: those given, else `KD_CONFIG_DEFAULTS[config]`, else `KD_DEFAULTS`."
+    check_config(config); r = CONFIGS[config]
+    if r.teacher is None: raise ValueError(f"{config} is trained from scratch: it has no distillation weights")
+    given = {k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}
+    hp = {**KD_DEFAULTS, **KD_CONFIG_DEFAULTS.get(config, {}), **given}
+    return {**hp, 'beta': hp['beta'] if r.attention else 0.}
+
 # %% ../nbs/31_configs.ipynb #8588cfa7
 def seeded_dls(dls:DataLoaders,  # the loaders of a `HARData` (`data.dls`)
                seed:int,          # seed of the training loader's shuffling
@@ -162,10 +177,10 @@ def build_learner(config:str,        # a name of CONFIGS
                   teacher=None,      # the trained teacher (Learner or nn.Module) of a distilled configuration
                   seed:int=42,       # seeds fastai, the model's weights and the training loader's shuffling
                   lr:float=1e-3,     # learning rate
-                  alpha:float=None,  # response-KD weight (default: KD_DEFAULTS); configurations with a teacher only
-                  T:float=None,      # distillation temperature (default: KD_DEFAULTS); configurations with a teacher only
-                  beta:float=None,   # attention-map weight (default: KD_DEFAULTS); RAB-KD only
-                  match:str=None,    # channel matching of attention maps (default: KD_DEFAULTS); RAB-KD only
+                  alpha:float=None,  # response-KD weight (default: `kd_weights`); configurations with a teacher only
+                  T:float=None,      # distillation temperature (default: `kd_weights`); configurations with a teacher only
+                  beta:float=None,   # attention-map weight (default: `kd_weights`); RAB-KD only
+                  match:str=None,    # channel matching of attention maps (default: `kd_weights`); RAB-KD only
                   path=None,         # the Learner's folder (default: the system's temporary folder)
                   recipe:str=DEFAULT_RECIPE, # a name of RECIPES: the defaults of the options below
                   init:str=None,     # the model's initial weights, 'keras' or 'torch' (default: the recipe's)
@@ -188,9 +203,9 @@ def build_learner(config:str,        # a name of CONFIGS
     if o['revive']: revive_filters(model, _probe_windows(data))
     if r.teacher is None: cb = TrainLossCallback()
     else:
-        hp = {**KD_DEFAULTS, **{k: v for k, v in dict(alpha=alpha, T=T, beta=beta, match=match).items() if v is not None}}
+        hp = kd_weights(config, alpha=alpha, T=T, beta=beta, match=match)
         # augmented windows differ at every epoch: the teacher must see each batch, its cached outputs would not match
-        cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'] if r.attention else 0., match=hp['match'],
+        cb = DistillationCallback(_teacher_model(teacher, config), hp['alpha'], hp['T'], hp['beta'], match=hp['match'],
                                   cache=not o['augment'], cache_file=teacher_cache)
     cbs = [cb] + ([TrainLossCallback()] if r.teacher else []) + _recipe_callbacks(o, data, seed)
     ls = o['label_smoothing']

@@ -17,8 +17,8 @@ from .settings import SettingsError, DataError
 from .space import format_space
 
 # %% auto #0
-__all__ = ['JOURNAL', 'FINISHED', 'SAMPLERS', 'PRUNERS', 'db_url', 'safe_url', 'open_storage', 'open_study', 'worker_id',
-           'fail_dead_trials', 'make_sampler', 'make_pruner']
+__all__ = ['JOURNAL', 'FINISHED', 'SAMPLERS', 'PRUNERS', 'GRID_SEED', 'db_url', 'safe_url', 'open_storage', 'open_study',
+           'worker_id', 'fail_dead_trials', 'make_sampler', 'make_pruner']
 
 # %% ../nbs/39_study.ipynb #967d24dc
 JOURNAL = 'optuna-journal.log'
@@ -100,17 +100,18 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)   # the trials a study count
 
 # %% ../nbs/39_study.ipynb #8fd60b9d
 SAMPLERS, PRUNERS = ('auto', 'grid', 'tpe', 'random'), ('median', 'none')
+GRID_SEED = 0   # every worker's grid in one order: Optuna shuffles a grid by the sampler's seed and names its points by position
 
 def make_sampler(space: dict,         # {name: distribution}
                  kind: str = 'auto',  # one of SAMPLERS
-                 seed: int = None):   # the sampler's seed
+                 seed: int = None):   # the sampler's seed (TPE and random; a grid always uses GRID_SEED)
     "An Optuna sampler for `space`: 'grid' (choices only), 'tpe', 'random', or 'auto' (grid if every option is a choice, else TPE)."
     if kind not in SAMPLERS: raise SettingsError(f"unknown sampler {kind!r}; choose one of {', '.join(SAMPLERS)}")
     choices = all(isinstance(d, CategoricalDistribution) for d in space.values())
     if kind == 'auto': kind = 'grid' if choices else 'tpe'
     if kind == 'grid':
         if not choices: raise SettingsError(f"the grid sampler needs choices only (name=a|b); ranges given: {format_space(space)}")
-        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in space.items()}, seed=seed)
+        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in space.items()}, seed=GRID_SEED)
     return optuna.samplers.TPESampler(seed=seed) if kind == 'tpe' else optuna.samplers.RandomSampler(seed=seed)
 
 def make_pruner(kind: str = 'median',  # one of PRUNERS

@@ -31,7 +31,7 @@ with library_imports():   # hark-sweep's stderr: no FutureWarning from fastai's 
 # %% auto #0
 __all__ = ['RUN_KEYS', 'RUN_DEFAULTS', 'SWEEP_OPTIONS', 'SeedPruningCallback', 'sweep_settings', 'teacher_for', 'train_options',
            'fold_runners', 'make_objective', 'trials_table', 'write_outputs', 'prepare_sweep', 'check_trials',
-           'run_sweep', 'sweep', 'log_sweep', 'hark_sweep', 'read_sweep']
+           'run_sweep', 'sweep', 'log_sweep', 'hark_sweep', 'read_sweep', 'choose_by_rule']
 
 # %% ../nbs/40_sweep.ipynb #ac6bdb76
 class SeedPruningCallback(FastAIPruningCallback):
@@ -162,7 +162,7 @@ def prepare_sweep(dataset: str,        # dataset name (or 'synthetic')
                   storage=None,        # Optuna RDB URL, or a journal file (default: OUT/optuna-journal.log)
                   study=None,          # study name (default: DATASET-PROTOCOL[-foldsK]-CONFIG)
                   sampler='auto',      # one of SAMPLERS (see `make_sampler`)
-                  sampler_seed=None,   # seed of the sampler (give each worker its own)
+                  sampler_seed=None,   # seed of a TPE or random sampler (give each worker its own; a grid ignores it)
                   pruner='median',     # one of PRUNERS (see `make_pruner`)
                   warmup=None,         # epochs before pruning may stop a trial (default: epochs // 5, at least 1)
                   data_fn=get_data,    # data_fn(dataset, path=, protocol=[, folds=, fold=]) -> HARData
@@ -200,10 +200,11 @@ def run_sweep(job: dict,     # from `prepare_sweep`
     "Run trials until the study holds `trials` finished ones, then write the outputs."
     study, trials = job['study'], check_trials(trials)
     if again := fail_dead_trials(study, job['storage']): print(f"trials {again} were left by a killed worker: their settings run again")
-    left = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+    started = FINISHED + (TrialState.RUNNING,)   # another worker's running trial counts: workers together launch `trials`
+    left = trials - len(study.get_trials(deepcopy=False, states=started))
     if left > 0:
-        study.optimize(job['objective'], n_trials=left, callbacks=[MaxTrialsCallback(trials, states=FINISHED), _report])
-    else: print(f"study {study.study_name!r} already holds {trials} finished trials")
+        study.optimize(job['objective'], n_trials=left, callbacks=[MaxTrialsCallback(trials, states=started), _report])
+    else: print(f"study {study.study_name!r} already holds {trials} finished or running trials")
     for p in write_outputs(study, job['out']): print('wrote', p)
     return study
 
@@ -238,7 +239,7 @@ SWEEP_OPTIONS = {
     '--study': dict(help="study name (default: DATASET-PROTOCOL[-foldsK]-CONFIG)"),
     '--out': dict(default='sweep', help="folder: the journal, sweep.json, best.json, trials.csv, trials.md, history.png, importance.png [sweep]"),
     '--sampler': dict(choices=SAMPLERS, default='auto', help="auto (grid for choices only, else tpe), grid, tpe or random [auto]"),
-    '--sampler-seed': dict(type=int, help="seed of the sampler (give each worker its own)"),
+    '--sampler-seed': dict(type=int, help="seed of a tpe or random sampler (give each worker its own; a grid ignores it)"),
     '--pruner': dict(choices=PRUNERS, default='median', help="[median]"),
     '--warmup': dict(type=int, help="epochs before pruning may stop a trial (default: epochs // 5, at least 1)"),
     '--threads': dict(type=int, help="torch threads (default: torch's)")}
@@ -285,3 +286,18 @@ def read_sweep(out  # a sweep's folder (`hark-sweep --out`)
     runs = json.loads((out/'sweep.json').read_text())['runs'] if (out/'sweep.json').is_file() else []
     best = json.loads((out/'best.json').read_text()) if (out/'best.json').is_file() else None
     return dict(trials=pd.read_csv(out/'trials.csv'), best=best, commands=[r.get('command') or shlex.join(r['argv']) for r in runs])
+
+# %% ../nbs/40_sweep.ipynb #8381a015
+def choose_by_rule(trials:pd.DataFrame,  # a sweep's trials (`read_sweep(...)['trials']`)
+                   default:dict,         # the values in force now, e.g. dict(alpha=0.5, T=4.0)
+                   min_gain:float=0.5,   # points of validation macro F1 the best point must gain over the default's
+                  ) -> tuple:
+    "(values, gain): the best complete trial's values of `default`'s keys if they gain `min_gain` points over `default`'s point, else `default`; gain in points."
+    t = trials[trials['state'] == 'COMPLETE']
+    if not len(t): raise ValueError('no complete trial: nothing to choose from')
+    if missing := [k for k in default if k not in t]: raise ValueError(f"the sweep did not vary {missing}: its columns are {list(t.columns)}")
+    best = t.loc[t['valid_f1'].idxmax()]
+    at_default = t[(t[list(default)] == pd.Series(default)).all(axis=1)]
+    gain = 100 * (best['valid_f1'] - at_default['valid_f1'].max()) if len(at_default) else np.nan
+    values = {k: best[k].item() if hasattr(best[k], 'item') else best[k] for k in default}
+    return (dict(default) if gain < min_gain else values), gain
