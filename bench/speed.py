@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
-from hark_nbdev.configs import CONFIGS, KD_DEFAULTS, TEACHERS, train_config
+from hark_nbdev.configs import CONFIGS, TEACHERS, kd_weights, train_config
 from hark_nbdev.conv import FastConv2d
 from hark_nbdev.models import get_model, attention_modules
 from hark_nbdev.attention import MapHooks
@@ -62,7 +62,7 @@ def bare_epoch_seconds(config, data, teachers, outputs, epochs=2, bs=64, seed=0)
     Xv = data.dls.valid.dataset.tensors[0]
     logits, tmaps = outputs.get(r.teacher, (None, None))
     hk = MapHooks(model, attention_modules(model)) if r.attention else None
-    kd = dict(alpha=KD_DEFAULTS['alpha'], T=KD_DEFAULTS['T'], beta=KD_DEFAULTS['beta'] if r.attention else 0.)
+    kd = kd_weights(config) if r.teacher else None   # the weights the package trains this configuration with
     t0 = time.perf_counter()
     for _ in range(epochs):
         model.train()

@@ -61,7 +61,13 @@ TEACHERS = tuple(dict.fromkeys(t for t in TEACHER_OF.values() if t))   # the con
 
 # %% ../nbs/31_configs.ipynb #b996c3e5
 KD_DEFAULTS = dict(alpha=0.5, T=4.0, beta=0.1, match='avg')   # chosen on hapt validation macro F1, see tutorials/recipe (runs/sweep-hapt-RB-KD-T, runs/sweep-hapt-RAB-KD-match)
-KD_CONFIG_DEFAULTS = {}   # per-configuration weights that differ from KD_DEFAULTS (see `kd_weights`)
+# Per configuration, chosen again on hapt validation against the v1 teachers (tutorials/recipe: runs/sweep-hapt-v1-*);
+# `kd_weights` reads them before KD_DEFAULTS, which stays the choice made against the v0 teachers
+KD_CONFIG_DEFAULTS = {
+    'RB-KD':     dict(alpha=0.5, T=8.0),
+    'RB-KD-Att': dict(alpha=0.9, T=4.0),
+    'RAB-KD':    dict(alpha=0.9, T=4.0, beta=0.1, match='learned'),
+}
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
