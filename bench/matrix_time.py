@@ -8,8 +8,8 @@ Writes OUT/matrix.json and OUT/REPORT.md.
         --teacher-epochs 15 --workers 2 --out runs/hapt-standard-oc30-t15-s3-w2
     python bench/matrix_time.py runs/hapt-standard-oc30-t15-s3-w2 --out bench/matrix-hapt
     hark-run --dataset hapt --path ../shared/data/hapt --configs LM,RB-KD,LM-Att,RB-KD-Att,RAB-KD \
-        --teachers runs/hapt-standard-oc30-t15-s3 --seeds 1 --epochs 30 --out runs/hapt-main-job
-    python bench/matrix_time.py runs/hapt-main-job --out bench/main-job-hapt
+        --teachers runs/hapt-v1-teachers --seeds 1 --epochs 30 --out runs/hapt-main-job-v1
+    python bench/matrix_time.py runs/hapt-main-job-v1 --out bench/main-job-hapt
 """
 import json
 from datetime import datetime
