@@ -17,6 +17,8 @@ from sklearn.metrics import f1_score, accuracy_score
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
 from fastai.callback.training import GradientClip
+from fastai.callback.fp16 import MixedPrecision
+from fastcore.foundation import L
 from fastai.optimizer import Adam
 from fastai.metrics import F1Score, accuracy
 from fastai.torch_core import set_seed
@@ -33,9 +35,10 @@ from .settings import SettingsError
 
 # %% auto #0
 __all__ = ['CONFIGS', 'TEACHER_OF', 'TEACHERS', 'KD_DEFAULTS', 'KD_CONFIG_DEFAULTS', 'keras_adam', 'SCHEDULES', 'SELECTS',
-           'RECIPES', 'DEFAULT_RECIPE', 'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback', 'check_config',
-           'applies', 'options_for', 'check_options', 'kd_weights', 'seeded_dls', 'build_learner', 'HARLearner',
-           'log_friendly_bars', 'history', 'schedule_defaults', 'train_config', 'predict', 'evaluate', 'fold_valid']
+           'PRECISIONS', 'RECIPES', 'DEFAULT_RECIPE', 'OPTION_SCOPE', 'Recipe', 'recipe_options', 'TrainLossCallback',
+           'check_config', 'applies', 'options_for', 'check_options', 'kd_weights', 'BF16Training', 'seeded_dls',
+           'build_learner', 'HARLearner', 'log_friendly_bars', 'history', 'schedule_defaults', 'train_config',
+           'predict', 'evaluate', 'fold_valid']
 
 # %% ../nbs/31_configs.ipynb #5730628d
 @dataclass(frozen=True)
@@ -71,13 +74,14 @@ KD_CONFIG_DEFAULTS = {
 keras_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-7, wd=0.)   # the study's (Keras) Adam: no weight decay
 SCHEDULES = {'one_cycle': dict(lr=3e-3, epochs=30), 'constant': dict(lr=1e-3, epochs=300)}   # defaults per schedule
 SELECTS = ('f1', 'loss', 'last')   # which epoch's weights a fit keeps: best validation macro F1, lowest validation loss, the last
+PRECISIONS = ('fp32', 'bf16')      # arithmetic of training: float32, or bf16 mixed precision (`BF16Training`)
 # Named training recipes: defaults for the options a run does not set. 'v1' is this package's, 'v2' v1 with augmentation
 # (chosen on validation in tutorials/recipe); 'paper' the study's own.
-_V1 = dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None)
+_V1 = dict(init='keras', revive=True, schedule='one_cycle', select='f1', wd=0., clip=None, label_smoothing=0., augment=None, precision='fp32')
 RECIPES = {
     'v1':    _V1,
     'v2':    {**_V1, 'augment': 'jitter+scale+rotate+shift'},
-    'paper': dict(init='keras', revive=False, schedule='constant', select='f1', wd=0., clip=None, label_smoothing=0., augment=None,
+    'paper': dict(init='keras', revive=False, schedule='constant', select='f1', wd=0., clip=None, label_smoothing=0., augment=None, precision='fp32',
                   lr=1e-3, epochs=300, patience=10),
 }
 DEFAULT_RECIPE = 'v1'
@@ -93,6 +97,7 @@ def recipe_options(recipe:str=DEFAULT_RECIPE,  # a name of RECIPES
     if o['clip'] is not None and not o['clip'] > 0: raise ValueError(f"clip (the largest gradient norm) must be > 0, or None for no clipping; got {o['clip']!r}")
     if not 0 <= o['label_smoothing'] < 1: raise ValueError(f"label_smoothing must be in [0, 1), got {o['label_smoothing']!r}")
     if o['select'] not in SELECTS: raise ValueError(f"unknown select {o['select']!r}; valid values are {SELECTS}")
+    if o['precision'] not in PRECISIONS: raise ValueError(f"unknown precision {o['precision']!r}; valid values are {PRECISIONS}")
     o['augment'] = '+'.join(check_augment(o['augment'])) or None
     return o
 
@@ -164,6 +169,25 @@ def kd_weights(config:str,        # a distilled configuration of CONFIGS (RB-KD,
     hp = {**KD_DEFAULTS, **KD_CONFIG_DEFAULTS.get(config, {}), **given}
     return {**hp, 'beta': hp['beta'] if r.attention else 0.}
 
+# %% ../nbs/31_configs.ipynb #01c2d358
+class BF16Training(MixedPrecision):
+    "fastai's `MixedPrecision` in bfloat16 on the Learner's own device (fastai's autocasts CUDA only); bf16 needs no loss scaling."
+    order = 4   # before DistillationCallback (5): float predictions for its terms, computed after autocast has closed
+    def __init__(self): super().__init__('bf16'); self._on = False
+    def before_fit(self):
+        dev = getattr(self.dls, 'device', None)
+        self.autocast, self.scales, self._on = torch.autocast(torch.device(dev or 'cpu').type, dtype=torch.bfloat16), L(), False
+    def before_batch(self): self.autocast.__enter__(); self._on = True
+    def after_loss(self): self._close()
+    def after_batch(self): self._close()   # a batch without targets (`predict`) has no after_loss
+    def after_fit(self): self._close(); self.autocast = None
+    def _close(self):
+        if self._on: self.autocast.__exit__(None, None, None); self._on = False
+    # the gradient scaler of float16: not needed in bf16, which has float32's range
+    def before_backward(self): pass
+    def before_step(self): pass
+    def after_step(self): pass
+
 # %% ../nbs/31_configs.ipynb #8588cfa7
 def seeded_dls(dls:DataLoaders,  # the loaders of a `HARData` (`data.dls`)
                seed:int,          # seed of the training loader's shuffling
@@ -195,6 +219,7 @@ def build_learner(config:str,        # a name of CONFIGS
                   clip:float=None,   # largest gradient norm, > 0 (default: the recipe's, no clipping)
                   label_smoothing:float=None, # label smoothing of the CE loss, in [0, 1) (default: the recipe's)
                   augment=None,      # training-batch augmentations of AUGMENTS joined by '+' (default: the recipe's, none)
+                  precision:str=None, # 'fp32', or 'bf16' mixed precision (`BF16Training`) (default: the recipe's, fp32)
                   teacher_cache=None, # a file that keeps the teacher's outputs for later fits and processes (`distill.stored_teacher_outputs`)
                   **model_opts,      # options of `get_model` (sites, reduction, kernel, dropout, lstm_dropout, norm); None: the model's default
                  ) -> Learner:
@@ -202,7 +227,7 @@ def build_learner(config:str,        # a name of CONFIGS
     check_config(config)
     r, model_opts = CONFIGS[config], {k: v for k, v in model_opts.items() if v is not None}
     _check_applies(config, dict(alpha=alpha, T=T, beta=beta, match=match, **model_opts))
-    o = recipe_options(recipe, init=init, revive=revive, wd=wd, clip=clip, label_smoothing=label_smoothing, augment=augment)
+    o = recipe_options(recipe, init=init, revive=revive, wd=wd, clip=clip, label_smoothing=label_smoothing, augment=augment, precision=precision)
     set_seed(seed, reproducible=True)
     dls = seeded_dls(data.dls, seed)
     model = get_model(r.model, data.n_channels, data.n_classes, data.window, init=o['init'], **model_opts)
@@ -227,14 +252,14 @@ def _probe_windows(data, n=256):
     return torch.from_numpy(data.train.X[i]).unsqueeze(1)
 
 def _recipe_callbacks(o, data, seed):
-    "The augmentation and gradient-clipping callbacks that the recipe options `o` ask for."
+    "The augmentation, gradient-clipping and mixed-precision callbacks that the recipe options `o` ask for."
     nrm = data.normalizer
     aug = [Augment(data.channels, o['augment'], *((nrm.mean, nrm.std) if nrm is not None else ()), seed=seed)] if o['augment'] else []
-    return aug + ([GradientClip(o['clip'])] if o['clip'] else [])
+    return aug + ([GradientClip(o['clip'])] if o['clip'] else []) + ([BF16Training()] if o['precision'] == 'bf16' else [])
 
 class HARLearner(Learner):
     "A fastai `Learner` whose `export` leaves out the callbacks that only training needs: inference needs no teacher."
-    train_only = (DistillationCallback, TrainLossCallback, Augment, GradientClip)   # callback types that `export` leaves out
+    train_only = (DistillationCallback, TrainLossCallback, Augment, GradientClip, BF16Training)   # callback types that `export` leaves out
     def export(self, fname='export.pkl',  # the file, in `self.path`
                **kwargs):                 # `Learner.export`'s other arguments
         "`Learner.export` without the training-only callbacks: the file holds the model, the normaliser and the class names; no data, no teacher."

@@ -49,5 +49,8 @@ class FastConv2d(nn.Conv2d):
                ) -> Tensor:
         "`nn.Conv2d`'s output; when training through the stride-1 case, its input gradient comes from `_FlippedInputGrad`."
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if not grad or not self._fast() or torch.jit.is_tracing() or torch.jit.is_scripting(): return super().forward(x)
+        # under autocast (bf16 mixed precision) the saved fp32 weights and the low-precision gradient would not match:
+        # PyTorch's own path casts both, and with bf16 kernels its backward is no longer the slow one
+        amp = torch.is_autocast_enabled(x.device.type)
+        if not grad or amp or not self._fast() or torch.jit.is_tracing() or torch.jit.is_scripting(): return super().forward(x)
         return _FlippedInputGrad.apply(x, self.weight, self.bias, self.padding)

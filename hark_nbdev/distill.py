@@ -267,12 +267,14 @@ class DistillationCallback(Callback):
     def after_pred(self):
         "Read the student's maps of the batch, then the teacher's logits and maps (cached, or one forward without gradients)."
         if not self.training or not self.uses_teacher: return
-        if self.beta > 0: self._s_maps = self._hooks[0].maps()
+        # float32 terms whatever precision the forward ran in (bf16 under `configs.BF16Training`'s autocast)
+        to_float = lambda maps: {s: tuple(None if m is None else m.float() for m in pair) for s, pair in maps.items()}
+        if self.beta > 0: self._s_maps = to_float(self._hooks[0].maps())
         hit = self._cached()
         if hit is not None: self._t_logits, self._t_maps = hit; return
         with torch.no_grad():
-            self._t_logits = self.teacher(*self.xb)
-            self._t_maps = self._hooks[1].maps() if self.beta > 0 else None
+            self._t_logits = self.teacher(*self.xb).float()
+            self._t_maps = to_float(self._hooks[1].maps()) if self.beta > 0 else None
 
     def after_loss(self):
         "Replace the training loss by the distillation loss and accumulate its components."

@@ -31,7 +31,7 @@ from .checkpoint import FORMAT, save_model, load_weights, data_meta, model_path
 
 # %% ../nbs/34_experiment.ipynb #fc0625e6
 MODEL_OPTIONS = ('sites', 'reduction', 'kernel', 'dropout', 'lstm_dropout', 'norm', 'init')   # settings that go to `get_model`
-TRAIN_OPTIONS = ('lr', 'alpha', 'T', 'beta', 'match', 'recipe', 'revive', 'wd', 'clip', 'label_smoothing', 'augment', 'select')   # to `train_config`
+TRAIN_OPTIONS = ('lr', 'alpha', 'T', 'beta', 'match', 'recipe', 'revive', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'precision')   # to `train_config`
 
 def run_settings(settings=None,  # a `RunSettings`, a dataset name, or None
                  **fields,       # `RunSettings` fields, overriding those of `settings`
@@ -228,7 +228,7 @@ def check_teacher_data(meta:dict,  # a saved teacher's metadata (`checkpoint.rea
 # %% ../nbs/34_experiment.ipynb #2a32177c
 RESUME_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites',
                'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout',
-               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'refit', 'folds', 'teachers')   # what makes rows comparable
+               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'precision', 'refit', 'folds', 'teachers')   # what makes rows comparable
 
 def _last_record(out, dataset, key) -> dict:
     "`key` ('settings' or 'data') of the last invocation on `dataset` recorded in `out/run.json`, or None."

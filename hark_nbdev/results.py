@@ -22,13 +22,13 @@ __all__ = ['RESULTS_SCHEMA', 'KEY', 'RESULT_COLS', 'SUMMARY_COLS', 'NAMED_FOLD',
            'git_commit', 'provenance', 'data_fingerprint', 'read_runs', 'log_run']
 
 # %% ../nbs/32_results.ipynb #ad910d8a
-RESULTS_SCHEMA = 4   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects; 3: without the recipe columns
+RESULTS_SCHEMA = 5   # 1: the runs before this layout (40 to 44 columns, depending on the run); 2: without fold, folds, test_subjects; 3: without the recipe columns; 4: without precision
 KEY = ['dataset', 'config', 'seed']   # the columns every results file has; with `fold`, the key of a row
 RESULT_COLS = KEY + ['fold', 'f1_macro', 'f1_weighted', 'accuracy', 'pred_classes',                  # test split
                      'params', 'trainable_params', 'params_keras', 'macs', 'flops', 'conv_flops', 'size_bytes', 'latency_ms', 'throughput',
                      'epochs', 'max_epochs', 'best_epoch', 'valid_f1', 'schedule', 'lr', 'train_seconds', 'loss_ce', 'loss_kd', 'loss_att',
                      'teacher', 'teacher_seed', 'alpha', 'T', 'beta', 'match', 'sites', 'reduction', 'kernel', 'dropout',
-                     'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'history',
+                     'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'precision', 'history',
                      'refit', 'refit_f1_macro', 'refit_f1_weighted', 'refit_accuracy', 'refit_epochs',
                      'protocol', 'split', 'folds', 'test_subjects', 'window', 'step', 'label', 'data_seed', 'n_train', 'n_valid', 'n_test',
                      'n_classes', 'n_channels', 'finished']

@@ -15,9 +15,9 @@ except ImportError: tomllib = None
 
 # %% auto #0
 __all__ = ['DATASET_NAMES', 'PROTOCOL_NAMES', 'CONFIG_NAMES', 'SCHEDULE_NAMES', 'SITE_NAMES', 'MATCH_NAMES', 'RECIPE_NAMES',
-           'INIT_NAMES', 'NORM_NAMES', 'SELECT_NAMES', 'AUGMENT_NAMES', 'FIELDS', 'SettingsError', 'RunSettings',
-           'read_settings_file', 'load_settings', 'field_docs', 'OneLineParser', 'run_parser', 'args_settings',
-           'parse_run_args', 'DataError', 'one_line', 'command_errors']
+           'INIT_NAMES', 'NORM_NAMES', 'SELECT_NAMES', 'PRECISION_NAMES', 'AUGMENT_NAMES', 'FIELDS', 'SettingsError',
+           'RunSettings', 'read_settings_file', 'load_settings', 'field_docs', 'OneLineParser', 'run_parser',
+           'args_settings', 'parse_run_args', 'DataError', 'one_line', 'command_errors']
 
 # %% ../nbs/30_settings.ipynb #5c7b7eb7
 DATASET_NAMES = ('ucihar', 'hapt', 'wisdm', 'wisdm2019', 'opportunity', 'sensors', 'synthetic')   # = datasets.DATASETS + the toy set
@@ -30,6 +30,7 @@ RECIPE_NAMES = ('v1', 'v2', 'paper')                                    # = conf
 INIT_NAMES = ('keras', 'torch')                                         # = models.INITS
 NORM_NAMES = ('batch',)                                                 # = models.NORMS without None
 SELECT_NAMES = ('f1', 'loss', 'last')                                   # = configs.SELECTS
+PRECISION_NAMES = ('fp32', 'bf16')                                      # = configs.PRECISIONS
 AUGMENT_NAMES = ('jitter', 'scale', 'rotate', 'shift')                  # = augment.AUGMENTS
 
 class SettingsError(ValueError):
@@ -71,6 +72,7 @@ class RunSettings:
     label_smoothing: float = None # label smoothing of the cross-entropy, 0 <= eps < 1 (default: the recipe's, 0)
     augment: tuple = None         # training-batch augmentations jitter, scale, rotate, shift joined by '+' (default: the recipe's, none)
     select: str = None            # the weights kept: best validation 'f1', lowest validation 'loss' or the 'last' epoch (default: the recipe's, f1)
+    precision: str = None         # arithmetic of training: 'fp32', or 'bf16' mixed precision (autocast; about 2x for the teachers where the CPU has bf16 matrix units) (default: the recipe's, fp32)
     refit: bool = None            # also retrain on training + validation subjects for the chosen budget and record its test scores (refit_*)
     workers: int = 1              # training processes at once, each with cores // workers torch threads (2 on 2 cores: the students barely use a second thread)
 
@@ -166,7 +168,7 @@ _CHECKS = dict(
     lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
     label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
     augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
-    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), refit=_bool, folds=_folds, workers=lambda n, v: _int(n, v, none=False))
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), precision=lambda n, v: _choice(n, v, PRECISION_NAMES, none=True), refit=_bool, folds=_folds, workers=lambda n, v: _int(n, v, none=False))
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
@@ -221,7 +223,7 @@ _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teach
                   lr=float, alpha=float, T=float, beta=float, dropout=float,
                   lstm_dropout=float, wd=float, clip=float, label_smoothing=float, workers=int)
 _CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES,
-                   recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES)
+                   recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES, precision=PRECISION_NAMES)
 
 def _named(doc): return re.sub(r'\b(DATASET|CONFIG|MATCH)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
 
