@@ -7,6 +7,8 @@ Writes OUT/matrix.json and OUT/REPORT.md.
     hark-run --dataset hapt --path ../shared/data/hapt --configs all --seeds 3 --teacher-seeds 1 --epochs 30 \
         --teacher-epochs 15 --workers 2 --out runs/hapt-standard-oc30-t15-s3-w2
     python bench/matrix_time.py runs/hapt-standard-oc30-t15-s3-w2 --out bench/matrix-hapt
+    hark-run ... the same ... --precision bf16 --out runs/hapt-standard-oc30-t15-s3-w2-bf16
+    python bench/matrix_time.py runs/hapt-standard-oc30-t15-s3-w2-bf16 --out bench/matrix-hapt-bf16
     hark-run --dataset hapt --path ../shared/data/hapt --configs LM,RB-KD,LM-Att,RB-KD-Att,RAB-KD \
         --teachers runs/hapt-v1-teachers --seeds 1 --epochs 30 --out runs/hapt-main-job-v1
     python bench/matrix_time.py runs/hapt-main-job-v1 --out bench/main-job-hapt
@@ -26,7 +28,9 @@ def matrix_time(run_dir) -> dict:
     runs = [r for r in read_runs(run_dir)['runs'] if r.get('finished') and r.get('rows_trained')]
     if not runs: raise ValueError(f"{run_dir}: no finished invocation that trained rows in its run.json")
     wall = lambda r: (datetime.fromisoformat(r['finished']) - datetime.fromisoformat(r['started'])).total_seconds() / 60
+    # precision None: the recipe's, float32 (runs made before the option have none)
     inv = [dict(started=r['started'], minutes=wall(r), rows=r['rows_trained'], workers=r['settings'].get('workers', 1),
+                precision=r['settings'].get('precision') or 'fp32',
                 threads=r.get('worker_threads', r.get('torch_threads')), cpu=r.get('cpu'), cores=r.get('cpu_count'),
                 commit=r.get('git_commit'), dirty=r.get('git_dirty'), argv=' '.join(['hark-run'] + r['argv'][1:])) for r in runs]
     rows = ResultsStore(run_dir).df
