@@ -35,6 +35,28 @@ def epoch_seconds(config, data, teachers, epochs, precision, seed=0) -> dict:
     ts = 0. if math.isnan(info['teacher_seconds']) else info['teacher_seconds']
     return dict(epoch_seconds=(info['train_seconds'] - ts) / info['epochs'], valid_f1=info['history'][-1]['valid_f1'])
 
+def report(b) -> str:
+    "The markdown report of a `precision.json`."
+    f, mb = b['fits'], b['mac_bound']
+    rows = [dict(configuration=c, **{f's/epoch {p}': round(f[c][p]['epoch_seconds'], 2) for p in PRECISIONS},
+                 **{'fp32 / bf16': round(f[c]['fp32']['epoch_seconds'] / f[c]['bf16']['epoch_seconds'], 2)},
+                 **{f'valid F1 {p} (last epoch)': round(100 * f[c][p]['valid_f1'], 2) for p in PRECISIONS},
+                 **{f'epoch / MAC bound {p}': round(f[c][p]['epoch_seconds'] / mb[c][p], 2) if c in mb else '' for p in PRECISIONS}) for c in f]
+    m = b['machine']
+    return '\n'.join([
+        '# bf16 mixed precision against float32 (issue 16)', '',
+        f"Command: `{b['command']}`  ", f"Commit: {b['commit'][0]}{' (dirty)' if b['commit'][1] else ''}  ",
+        f"Machine: {m.get('cpu')} ({m.get('cpu_capability')} kernels), {m.get('cpu_count')} cores; torch threads {b['threads']}  ",
+        f"Data: hapt standard, {b['n_train']} training / {b['n_valid']} validation windows, batch 64, one-cycle  ",
+        f"Dense matrix multiply (2048 x 2048 `torch.mm`, same run): **{b['mm_gmacs']['fp32']:.1f} GMAC/s in float32, "
+        f"{b['mm_gmacs']['bf16']:.1f} in bf16**", '',
+        "Each fit is `train_config` for the epochs given (the teacher's outputs, computed once per distilled fit, left out of "
+        "its seconds per epoch), once with `precision='fp32'` and once with `'bf16'`, same seed. The valid F1 of so short a "
+        "fit only shows that bf16 trains; whether it trains as well is measured on full runs (tutorials/recipe). "
+        "A teacher's MAC bound is its training epoch's multiply-accumulates (3 per window and MAC of the forward pass, plus "
+        "the validation pass) at the measured matrix-multiply rate of the precision it trains in.", '',
+        md_table(pd.DataFrame(rows), index=False), ''])
+
 @call_parse
 def main(path:str=None,                 # the hapt folder (default: $HARK_DATA or the cache)
          teachers:str='runs/hapt-v1-teachers', # a run folder with trained OM and OM-Att of seed 0, for the distilled configurations
@@ -65,25 +87,3 @@ def main(path:str=None,                 # the hapt folder (default: $HARK_DATA o
     (outp/'precision.json').write_text(json.dumps(b, indent=1))
     (outp/'REPORT.md').write_text(report(b))
     print(report(b))
-
-def report(b) -> str:
-    "The markdown report of a `precision.json`."
-    f, mb = b['fits'], b['mac_bound']
-    rows = [dict(configuration=c, **{f's/epoch {p}': round(f[c][p]['epoch_seconds'], 2) for p in PRECISIONS},
-                 **{'fp32 / bf16': round(f[c]['fp32']['epoch_seconds'] / f[c]['bf16']['epoch_seconds'], 2)},
-                 **{f'valid F1 {p} (last epoch)': round(100 * f[c][p]['valid_f1'], 2) for p in PRECISIONS},
-                 **{f'epoch / MAC bound {p}': round(f[c][p]['epoch_seconds'] / mb[c][p], 2) if c in mb else '' for p in PRECISIONS}) for c in f]
-    m = b['machine']
-    return '\n'.join([
-        '# bf16 mixed precision against float32 (issue 16)', '',
-        f"Command: `{b['command']}`  ", f"Commit: {b['commit'][0]}{' (dirty)' if b['commit'][1] else ''}  ",
-        f"Machine: {m.get('cpu')} ({m.get('cpu_capability')} kernels), {m.get('cpu_count')} cores; torch threads {b['threads']}  ",
-        f"Data: hapt standard, {b['n_train']} training / {b['n_valid']} validation windows, batch 64, one-cycle  ",
-        f"Dense matrix multiply (2048 x 2048 `torch.mm`, same run): **{b['mm_gmacs']['fp32']:.1f} GMAC/s in float32, "
-        f"{b['mm_gmacs']['bf16']:.1f} in bf16**", '',
-        "Each fit is `train_config` for the epochs given (the teacher's outputs, computed once per distilled fit, left out of "
-        "its seconds per epoch), once with `precision='fp32'` and once with `'bf16'`, same seed. The valid F1 of so short a "
-        "fit only shows that bf16 trains; whether it trains as well is measured on full runs (tutorials/recipe). "
-        "A teacher's MAC bound is its training epoch's multiply-accumulates (3 per window and MAC of the forward pass, plus "
-        "the validation pass) at the measured matrix-multiply rate of the precision it trains in.", '',
-        md_table(pd.DataFrame(rows), index=False), ''])
