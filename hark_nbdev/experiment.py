@@ -40,6 +40,9 @@ def run_settings(settings=None,  # a `RunSettings`, a dataset name, or None
     if isinstance(settings, RunSettings): s = settings.replace(**fields) if fields else settings
     else: s = RunSettings(**({'dataset': settings} if settings is not None else {}), **fields)
     check_options(s.configs, **{k: getattr(s, k) for k in MODEL_OPTIONS + TRAIN_OPTIONS})
+    if s.teacher_precision and not any(c in TEACHERS or TEACHER_OF[c] for c in s.configs):
+        raise SettingsError(f"teacher_precision={s.teacher_precision!r} applies to none of the configurations {', '.join(s.configs)}: "
+                            f"it changes only the teachers ({', '.join(TEACHERS)}), trained for themselves and for the distilled configurations")
     schedule = s.schedule or RECIPES[s.recipe or DEFAULT_RECIPE]['schedule']   # the recipe's, unless given
     _, epochs = schedule_defaults(schedule, epochs=s.epochs)
     return s.replace(schedule=schedule, epochs=epochs, teacher_epochs=s.teacher_epochs or epochs)
@@ -83,6 +86,7 @@ class Runner:
         "The run's model and training options (`TRAIN_OPTIONS`) that apply to `config`."
         opts = options_for(config, **{k: getattr(self.s, k) for k in TRAIN_OPTIONS})
         if 'augment' in opts: opts['augment'] = '+'.join(opts['augment'])   # the settings' tuple as build_learner's name
+        if config in TEACHERS and self.s.teacher_precision: opts['precision'] = self.s.teacher_precision   # like teacher_epochs: the teachers' own
         return {**self.model_opts(config), **opts}
 
     def max_epochs(self, config:str,  # a configuration name (`CONFIG_NAMES`)
@@ -228,7 +232,7 @@ def check_teacher_data(meta:dict,  # a saved teacher's metadata (`checkpoint.rea
 # %% ../nbs/34_experiment.ipynb #2a32177c
 RESUME_KEYS = ('protocol', 'epochs', 'teacher_epochs', 'schedule', 'patience', 'teacher_seeds', 'sites',
                'lr', 'alpha', 'T', 'beta', 'match', 'reduction', 'kernel', 'dropout',
-               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'precision', 'refit', 'folds', 'teachers')   # what makes rows comparable
+               'recipe', 'init', 'revive', 'norm', 'lstm_dropout', 'wd', 'clip', 'label_smoothing', 'augment', 'select', 'precision', 'teacher_precision', 'refit', 'folds', 'teachers')   # what makes rows comparable
 
 def _last_record(out, dataset, key) -> dict:
     "`key` ('settings' or 'data') of the last invocation on `dataset` recorded in `out/run.json`, or None."

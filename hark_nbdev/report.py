@@ -93,7 +93,8 @@ def protocol_note(res:pd.DataFrame,  # results rows (results.csv)
             f"step {_one(r, 'step')}, label by {_one(r, 'label')}; {sizes} train / valid / test windows. "
             f"Schedule `{_one(r, 'schedule')}`, students {_one(r[~teach], 'max_epochs')} epochs"
             + (f", teachers {_one(r[teach], 'max_epochs')}" if teach.any() else '') + f"; seeds {sorted(r['seed'].unique().tolist())}"
-            + (f"; the distilled students of all seeds learn from the teachers of seed(s) {ts}" if shared else '') + '.')
+            + (f"; the distilled students of all seeds learn from the teachers of seed(s) {ts}" if shared else '')
+            + (f"; trained in {_one(r, 'precision')} mixed precision" if (r.get('precision', pd.Series(dtype=object)) == 'bf16').any() else '') + '.')
 
 # %% ../nbs/35_report.ipynb #10846655
 ORDER = ('LM', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB-KD')

@@ -73,6 +73,7 @@ class RunSettings:
     augment: tuple = None         # training-batch augmentations jitter, scale, rotate, shift joined by '+' (default: the recipe's, none)
     select: str = None            # the weights kept: best validation 'f1', lowest validation 'loss' or the 'last' epoch (default: the recipe's, f1)
     precision: str = None         # arithmetic of training: 'fp32', or 'bf16' mixed precision (autocast; about 2x for the teachers where the CPU has bf16 matrix units) (default: the recipe's, fp32)
+    teacher_precision: str = None # arithmetic of the teachers' training (OM, OM-Att), as `precision` (default: `precision`'s)
     refit: bool = None            # also retrain on training + validation subjects for the chosen budget and record its test scores (refit_*)
     workers: int = 1              # training processes at once, each with cores // workers torch threads (2 on 2 cores: the students barely use a second thread)
 
@@ -168,7 +169,8 @@ _CHECKS = dict(
     lstm_dropout=lambda n, v: _float(n, v, 0, 1, hi_open=True), wd=lambda n, v: _float(n, v, 0), clip=lambda n, v: _float(n, v, 0, lo_open=True),
     label_smoothing=lambda n, v: _float(n, v, 0, 1, hi_open=True),
     augment=lambda n, v: None if v is None or v == 'none' else _names(n, v, AUGMENT_NAMES, '+'),
-    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), precision=lambda n, v: _choice(n, v, PRECISION_NAMES, none=True), refit=_bool, folds=_folds, workers=lambda n, v: _int(n, v, none=False))
+    select=lambda n, v: _choice(n, v, SELECT_NAMES, none=True), precision=lambda n, v: _choice(n, v, PRECISION_NAMES, none=True),
+    teacher_precision=lambda n, v: _choice(n, v, PRECISION_NAMES, none=True), refit=_bool, folds=_folds, workers=lambda n, v: _int(n, v, none=False))
 
 FIELDS = tuple(RunSettings.__dataclass_fields__)
 
@@ -223,7 +225,7 @@ _CLI_TYPES = dict(seeds=int, epochs=int, teacher_epochs=int, patience=int, teach
                   lr=float, alpha=float, T=float, beta=float, dropout=float,
                   lstm_dropout=float, wd=float, clip=float, label_smoothing=float, workers=int)
 _CLI_CHOICES = dict(dataset=DATASET_NAMES, protocol=PROTOCOL_NAMES, schedule=SCHEDULE_NAMES, match=MATCH_NAMES,
-                   recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES, precision=PRECISION_NAMES)
+                   recipe=RECIPE_NAMES, init=INIT_NAMES, select=SELECT_NAMES, precision=PRECISION_NAMES, teacher_precision=PRECISION_NAMES)
 
 def _named(doc): return re.sub(r'\b(DATASET|CONFIG|MATCH)_NAMES\b', lambda m: ', '.join(globals()[m.group(0)]), doc)   # the lists, in a help text
 
