@@ -7,10 +7,11 @@ Docs: https://hark-nbdev.github.io/hark_nbdev/experiment.html.md"""
 # %% auto #0
 __all__ = ['MODEL_OPTIONS', 'TRAIN_OPTIONS', 'RESUME_KEYS', 'KD_KEYS', 'run_settings', 'file_lock', 'Runner',
            'check_teacher_data', 'check_kd_weights', 'check_resume', 'data_record', 'check_data', 'summary_line',
-           'plan', 'parallel_order', 'architecture_costs', 'worker_threads', 'train_parallel', 'run_experiment']
+           'plan', 'parallel_order', 'architecture_costs', 'worker_threads', 'exit_with_parent', 'train_parallel',
+           'run_experiment']
 
 # %% ../nbs/34_experiment.ipynb #2a629bfb
-import fcntl, multiprocessing, os, queue, sys, traceback, warnings
+import fcntl, multiprocessing, os, queue, sys, threading, time, traceback, warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
@@ -390,8 +391,18 @@ class _RowSink:
     def __init__(self, out, q): self.out, self.q = Path(out), q
     def add(self, row): self.q.put(('row', row, None))
 
-def _work(s, data_fn, hooks, threads, units, results):
-    "A worker process: `threads` torch threads; trains the units it takes from `units` (None: stop), a `Runner` per fold; rows, then 'done' (or its error), go to `results`."
+def exit_with_parent(parent:int,      # the parent's process id, as the parent gave it (`os.getpid()` there)
+                     every:float=2.,   # seconds between looks
+                    ):
+    "Leave this process (`os._exit(1)`) once `parent` is gone: a parent killed without running its `finally` (SIGTERM, SIGKILL) would leave its workers training."
+    def watch():
+        while os.getppid() == parent: time.sleep(every)   # an orphan is adopted by another process
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='exit-with-parent').start()
+
+def _work(s, data_fn, hooks, threads, units, results, parent):
+    "A worker process of `parent`: `threads` torch threads; trains the units it takes from `units` (None: stop), a `Runner` per fold; rows, then 'done' (or its error), go to `results`."
+    exit_with_parent(parent)   # also when the parent died while this process was starting
     torch.set_num_threads(threads)
     runner, sink, news = None, _RowSink(s.out, results), 'train_fn' not in hooks   # the package's training takes callbacks
     try:
@@ -423,7 +434,7 @@ def train_parallel(s:RunSettings,  # the run's settings; `s.workers` processes
     units, results = ctx.Queue(), ctx.Queue()
     for u in parallel_order(todo): units.put(u)
     for _ in range(s.workers): units.put(None)
-    procs = [ctx.Process(target=_work, args=(s, data_fn, hooks, threads, units, results), daemon=True) for _ in range(s.workers)]
+    procs = [ctx.Process(target=_work, args=(s, data_fn, hooks, threads, units, results, os.getpid()), daemon=True) for _ in range(s.workers)]
     for p in procs: p.start()
     print(f"{s.dataset}: {len(todo)} runs in {s.workers} worker processes of {threads} thread{'s' * (threads > 1)} each")
     n, running = 0, s.workers
