@@ -13,20 +13,15 @@ import pandas as pd
 import torch
 from fastcore.script import call_parse
 from hark_nbdev.datasets import get_data
-from hark_nbdev.configs import CONFIGS, TEACHERS, train_config
+from hark_nbdev.configs import CONFIGS, TEACHERS, PRECISIONS, train_config
 from hark_nbdev.checkpoint import load_model
 from hark_nbdev.models import get_model
-from hark_nbdev.profile import count_macs, median_time
+from hark_nbdev.profile import count_macs
 from hark_nbdev.results import machine, versions, git_commit
 from hark_nbdev.report import md_table
+from speed import mm_gmacs   # bench/speed.py, beside this script
 
 warnings.filterwarnings('ignore', category=FutureWarning)
-PRECISIONS = ('fp32', 'bf16')
-
-def mm_gmacs(dtype, n=2048, repeats=5) -> float:
-    "Dense matrix-multiply rate (GMAC/s) of an n x n `torch.mm` in `dtype` at the current thread count."
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return n ** 3 / median_time(lambda: torch.mm(a, b), repeats, 1) / 1e9
 
 def epoch_seconds(config, data, teachers, epochs, precision, seed=0) -> dict:
     "Seconds per epoch of one `train_config` fit (the teacher's outputs, computed once per fit, left out) and its last valid F1."
@@ -73,7 +68,7 @@ def main(path:str=None,                 # the hapt folder (default: $HARK_DATA o
                  path=path, teachers=teachers, configs=','.join(configs), epochs=epochs, teacher_epochs=teacher_epochs, out=out).items() if v is not None),
              commit=list(git_commit()), machine=machine(), versions=versions(), threads=torch.get_num_threads(),
              n_train=len(data.train), n_valid=len(data.valid))
-    b['mm_gmacs'] = {p: mm_gmacs(torch.float32 if p == 'fp32' else torch.bfloat16) for p in PRECISIONS}
+    b['mm_gmacs'] = {p: mm_gmacs(dtype=torch.float32 if p == 'fp32' else torch.bfloat16) for p in PRECISIONS}
     macs = {c: count_macs(get_model(CONFIGS[c].model, data.n_channels, data.n_classes, data.window), data.window, data.n_channels) for c in configs}
     b['fits'] = {}
     for c in configs:

@@ -30,9 +30,9 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 STUDENTS = ('LM', 'RB-KD', 'LM-Att', 'RB-KD-Att', 'RAB-KD', 'MM')
 KD_PAIRS = {'RB-KD': 'LM', 'RAB-KD': 'LM-Att', 'RB-KD-Att': 'LM-Att'}   # a KD configuration and its plain student
 
-def mm_gmacs(n=2048, repeats=5) -> float:
-    "The machine's dense matrix-multiply rate (GMAC/s) at the current thread count: an n x n `torch.mm`."
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def mm_gmacs(n=2048, repeats=5, dtype=torch.float32) -> float:
+    "The machine's dense matrix-multiply rate (GMAC/s) at the current thread count: an n x n `torch.mm` in `dtype`."
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     return n ** 3 / median_time(lambda: torch.mm(a, b), repeats, 1) / 1e9
 
 @contextlib.contextmanager

@@ -112,6 +112,10 @@ def _probe(model, xb, hooks=None):
         if hooks: hooks.clear()
 
 # %% ../nbs/21_distill.ipynb #a1a8dcee
+def _float_maps(maps):
+    "`{site: (channel_map, spatial_map)}` with every map in float32 (None stays None)."
+    return {s: tuple(None if m is None else m.float() for m in pair) for s, pair in maps.items()}
+
 class DistillationCallback(Callback):
     "Train the Learner's model on `alpha*CE + (1-alpha)*KD(T) + beta*(L_CA + L_SA)` from a frozen `teacher`; validation stays plain CE."
     order, run_valid = 5, False                 # after TrainEvalCallback (which moves the model), before Recorder
@@ -268,13 +272,12 @@ class DistillationCallback(Callback):
         "Read the student's maps of the batch, then the teacher's logits and maps (cached, or one forward without gradients)."
         if not self.training or not self.uses_teacher: return
         # float32 terms whatever precision the forward ran in (bf16 under `configs.BF16Training`'s autocast)
-        to_float = lambda maps: {s: tuple(None if m is None else m.float() for m in pair) for s, pair in maps.items()}
-        if self.beta > 0: self._s_maps = to_float(self._hooks[0].maps())
+        if self.beta > 0: self._s_maps = _float_maps(self._hooks[0].maps())
         hit = self._cached()
         if hit is not None: self._t_logits, self._t_maps = hit; return
         with torch.no_grad():
             self._t_logits = self.teacher(*self.xb).float()
-            self._t_maps = to_float(self._hooks[1].maps()) if self.beta > 0 else None
+            self._t_maps = _float_maps(self._hooks[1].maps()) if self.beta > 0 else None
 
     def after_loss(self):
         "Replace the training loss by the distillation loss and accumulate its components."
